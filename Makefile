@@ -1,0 +1,61 @@
+# Spark Gateway developer commands (SPEC §9).
+#   make install    install npm dependencies when package-lock.json changed
+#   make dev        run the gateway (src/server.ts); environment passes through
+#   make test       start private PostgreSQL + Redis, run the tap suite, stop them
+#   make bench      run the benchmarks (bench/run.ts)
+#   make build      compile to dist/
+#   make typecheck  type-check only
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+TEST_SERVERS := scripts/test-servers.sh
+TEST_SERVERS_STATE ?= $(CURDIR)/.test-servers.env
+
+.PHONY: help install dev test bench build typecheck test-servers-start test-servers-stop
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+# Reinstall only when the lockfile's content changed (a checkout that merely
+# touches package-lock.json does not wipe node_modules). flock serialises
+# concurrent `make dev`/`make test` runs from one checkout.
+node_modules: package-lock.json
+	@flock package-lock.json bash -euo pipefail -c ' \
+	  want="$$(sha256sum package-lock.json | cut -d" " -f1)"; \
+	  have="$$(cat node_modules/.lock-sha256 2>/dev/null || true)"; \
+	  if [ "$$want" = "$$have" ]; then :; \
+	  elif [ -z "$$have" ] && [ -f node_modules/.package-lock.json ] && \
+	       ! [ package-lock.json -nt node_modules/.package-lock.json ]; then :; \
+	  else echo "npm ci" >&2; npm ci --no-audit --no-fund --loglevel=error >&2; fi; \
+	  echo "$$want" > node_modules/.lock-sha256; \
+	  touch node_modules'
+
+install: node_modules
+
+dev: node_modules
+	@exec node --import tsx src/server.ts
+
+test: node_modules
+	@export TEST_SERVERS_STATE="$(TEST_SERVERS_STATE)"; \
+	trap 'bash $(TEST_SERVERS) stop >/dev/null 2>&1 || true' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	bash $(TEST_SERVERS) start >&2; \
+	set -a; . "$$TEST_SERVERS_STATE"; set +a; \
+	npx tap build >/dev/null 2>&1; \
+	npx tap --reporter=tap | node scripts/summary.mjs
+
+test-servers-start:
+	@TEST_SERVERS_STATE="$(TEST_SERVERS_STATE)" bash $(TEST_SERVERS) start
+
+test-servers-stop:
+	@TEST_SERVERS_STATE="$(TEST_SERVERS_STATE)" bash $(TEST_SERVERS) stop
+
+bench: node_modules
+	@npx tsx bench/run.ts
+
+build: node_modules
+	@npx tsc -p tsconfig.json
+
+typecheck: node_modules
+	@npx tsc -p tsconfig.json --noEmit

@@ -1,0 +1,123 @@
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import type { DestinationStream } from 'pino'
+import type { Config } from './config.js'
+import { errorBody, gatewayError, isGatewayError, type GatewayError } from './errors.js'
+import fastifyCors from '@fastify/cors'
+import fastifyHelmet from '@fastify/helmet'
+import fastifySwagger from '@fastify/swagger'
+import fastifySwaggerUi from '@fastify/swagger-ui'
+import type { FastifyPluginAsync } from 'fastify'
+import configPlugin from './plugins/config.js'
+import metricsPlugin from './plugins/metrics.js'
+import dbPlugin from './plugins/db.js'
+import redisPlugin from './plugins/redis.js'
+import keysPlugin from './plugins/keys.js'
+import policiesPlugin from './plugins/policies.js'
+import ipAllowlistPlugin from './plugins/ip-allowlist.js'
+import authPlugin from './plugins/auth.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
+import alertsPlugin from './plugins/alerts.js'
+import anomalyPlugin from './plugins/anomaly.js'
+import auditPlugin from './plugins/audit.js'
+import auditQueryPlugin from './plugins/audit-query.js'
+import gatekeeperPlugin from './plugins/gatekeeper.js'
+import ioPlugin from './plugins/io.js'
+import healthRoutes from './routes/health.js'
+import authRoutes from './routes/auth.js'
+import keyRoutes from './routes/keys.js'
+import policyRoutes from './routes/policies.js'
+import auditRoutes from './routes/audit.js'
+import { ErrorResponse } from './routes/schemas.js'
+
+export interface BuildOptions {
+  /** Where log lines go (default stdout); tests read them to prove no secret is logged. */
+  logStream?: DestinationStream
+}
+
+/** Log paths that may carry a credential: pino replaces them before a line is written. */
+export const REDACTED_PATHS = [
+  'req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie',
+  'apiKey', '*.apiKey', 'key', '*.key', 'secret', '*.secret', 'token', '*.token', 'accessToken', '*.accessToken'
+]
+
+/** Builds the whole gateway as one Fastify instance; call `ready()` or `listen()` on it. */
+export function build (config: Config, options: BuildOptions = {}): FastifyInstance {
+  const app = Fastify({
+    logger: { level: config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, ...(options.logStream !== undefined ? { stream: options.logStream } : {}) },
+    // Fastify takes a hop count too, though its types omit it.
+    trustProxy: config.trustProxy as boolean | string[],
+    bodyLimit: config.bodyLimit,
+    ...(config.tls !== undefined ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}) as { https?: null },
+    // SPEC §4: strict validation, no coercion, unknown properties refused rather than stripped.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
+    return503OnClosing: true
+  })
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const refusal = toGatewayError(err)
+    if (refusal.statusCode >= 500) req.log.error({ err }, 'request failed')
+    if (refusal.retryAfter !== undefined) void reply.header('retry-after', String(refusal.retryAfter))
+    void reply.code(refusal.statusCode).send(errorBody(refusal))
+  })
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody(gatewayError('NOT_FOUND', `Route ${req.method} ${req.url.split('?')[0]} not found`)))
+  })
+
+  app.addSchema(ErrorResponse)
+  void app.register(configPlugin, { config })
+  void app.register(fastifyHelmet, { global: true })
+  void app.register(fastifyCors, { origin: config.corsOrigins.length > 0 ? config.corsOrigins : false, credentials: true })
+  void app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'Spark Gateway', version: '0.1.0', description: 'API keys, tokens, policies and publish in front of Socket.IO' },
+      components: { securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' }, bearer: { type: 'http', scheme: 'bearer' } } }
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` }
+  })
+  void app.register(fastifySwaggerUi, { routePrefix: '/docs' })
+  void app.register(metricsPlugin)
+  void app.register(dbPlugin)
+  void app.register(redisPlugin)
+  void app.register(keysPlugin)
+  void app.register(policiesPlugin)
+  void app.register(ipAllowlistPlugin)
+  void app.register(authPlugin)
+  void app.register(rateLimitPlugin)
+  void app.register(alertsPlugin)
+  void app.register(anomalyPlugin)
+  void app.register(auditPlugin)
+  void app.register(auditQueryPlugin)
+  void app.register(gatekeeperPlugin)
+  void app.register(ioPlugin)
+
+  void app.register(healthRoutes)
+  void app.register(authRoutes)
+  void app.register(adminRoutes)
+  return app
+}
+
+/** Admin endpoints: one scope whose every route requires a key or token with scope `admin`. */
+const adminRoutes: FastifyPluginAsync = async (app) => {
+  app.addHook('onRequest', app.requireAdmin)
+  await app.register(keyRoutes)
+  await app.register(policyRoutes)
+  await app.register(auditRoutes)
+}
+
+const BACKEND_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE'])
+
+/** Maps any error a request can meet to a §6 refusal. */
+function toGatewayError (err: FastifyError): GatewayError {
+  if (isGatewayError(err)) return err
+  if (err.validation !== undefined) return gatewayError('VALIDATION_FAILED', err.message)
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return gatewayError('PAYLOAD_TOO_LARGE')
+  if (err.code === '23505') return gatewayError('CONFLICT', 'Already exists')
+  if (BACKEND_ERRORS.has(err.code) || /Stream isn't writeable|Connection is closed|Command timed out/.test(err.message)) return gatewayError('UNAVAILABLE')
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    // Fastify's own 4xx (bad JSON, bad content type, empty body): the request is not valid.
+    return gatewayError(err.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : err.statusCode === 404 ? 'NOT_FOUND' : 'VALIDATION_FAILED', err.message)
+  }
+  const internal = gatewayError('UNAVAILABLE', 'Internal error')
+  internal.statusCode = 500
+  return internal
+}

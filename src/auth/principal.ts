@@ -1,0 +1,24 @@
+import type { Scope } from '../keys/types.js'
+
+/**
+ * Who is calling, as every gate sees it: REST hooks, socket connection
+ * middleware and the per-packet path all work from this one shape.
+ */
+export interface Principal {
+  /** The API key behind the call (`root` for ADMIN_API_KEY). */
+  keyId: string
+  /** The subject: the key id, or the end user of a delegated token. */
+  sub: string
+  scopes: readonly Scope[]
+  policyId: string | null
+  /** Namespace down-scope from the token; undefined = every namespace the policy allows. */
+  ns?: readonly string[]
+  /** Token id and expiry (seconds since the epoch) when the call came with a token. */
+  jti?: string
+  exp?: number
+  /** Allowlist of the key, checked again on every authentication. */
+  allowedIps: readonly string[]
+  via: 'key' | 'token' | 'root'
+}
+
+export const ROOT_KEY_ID = 'root'

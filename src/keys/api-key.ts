@@ -1,0 +1,55 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+
+/** API keys are `spk_<keyId>_<secret>` (SPEC §3). */
+export const KEY_PREFIX = 'spk_'
+export const KEY_ID_PATTERN = /^[A-Za-z0-9-]{1,64}$/
+// A credential longer than this is refused without hashing more than a fixed amount of it.
+const MAX_KEY_LENGTH = 512
+
+export interface ParsedApiKey { id: string, secret: string }
+
+export interface GeneratedApiKey extends ParsedApiKey {
+  /** The full key, shown once to its owner. */
+  apiKey: string
+  secretHash: Buffer
+}
+
+export function hashSecret (secret: string): Buffer {
+  return createHash('sha256').update(secret, 'utf8').digest()
+}
+
+// Compared against when the presented key is malformed or its id unknown, so every refusal costs the same.
+const DECOY_HASH = hashSecret(randomBytes(32).toString('base64url'))
+
+export function newSecret (): { secret: string, secretHash: Buffer } {
+  const secret = randomBytes(32).toString('base64url')
+  return { secret, secretHash: hashSecret(secret) }
+}
+
+export function generateApiKey (id: string = randomUUID()): GeneratedApiKey {
+  const { secret, secretHash } = newSecret()
+  return { id, secret, secretHash, apiKey: `${KEY_PREFIX}${id}_${secret}` }
+}
+
+/** Splits a presented key; undefined when it cannot be one of ours. */
+export function parseApiKey (raw: string): ParsedApiKey | undefined {
+  if (raw.length > MAX_KEY_LENGTH || !raw.startsWith(KEY_PREFIX)) return undefined
+  const end = raw.indexOf('_', KEY_PREFIX.length)
+  if (end < 0) return undefined
+  const id = raw.slice(KEY_PREFIX.length, end)
+  const secret = raw.slice(end + 1)
+  if (!KEY_ID_PATTERN.test(id) || secret.length === 0) return undefined
+  return { id, secret }
+}
+
+/** Constant-time check of a secret against stored hashes; a missing hash is checked against a decoy. */
+export function secretMatches (secret: string | undefined, ...hashes: Array<Buffer | null | undefined>): boolean {
+  const presented = hashSecret(secret ?? '')
+  let matched = false
+  for (const hash of hashes.length > 0 ? hashes : [undefined]) {
+    // Always compare, even after a match or against the decoy, so the work done does not depend on the outcome.
+    const equal = timingSafeEqual(presented, hash ?? DECOY_HASH)
+    matched = (equal && hash !== null && hash !== undefined) || matched
+  }
+  return matched
+}

@@ -1,0 +1,58 @@
+import ipaddr from 'ipaddr.js'
+
+type Range = [ipaddr.IPv4 | ipaddr.IPv6, number]
+
+/** Parses an address, folding IPv4-mapped IPv6 (`::ffff:1.2.3.4`) to IPv4; undefined when not an address. */
+export function parseIp (ip: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  try {
+    return ipaddr.process(ip)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The bucket a client counts in for per-IP limits and blocks: its IPv4
+ * address, or its IPv6 /64 (one subscriber's usual allocation, so rotating
+ * addresses inside it does not escape a limit).
+ */
+export function clientBucket (ip: string): string {
+  const addr = parseIp(ip)
+  if (addr === undefined) return ip
+  if (addr.kind() === 'ipv4') return addr.toString()
+  const parts = (addr as ipaddr.IPv6).parts.slice(0, 4).map((p) => p.toString(16))
+  return `${parts.join(':')}::/64`
+}
+
+/** A compiled CIDR list: checks are a loop of prefix matches, no parsing per call. */
+export interface IpMatcher { (ip: string): boolean }
+
+export function compileCidrs (cidrs: readonly string[]): IpMatcher {
+  const ranges: Range[] = cidrs.map((cidr) => {
+    if (cidr.includes('/')) {
+      const [addr, bits] = ipaddr.parseCIDR(cidr)
+      return [addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? (addr as ipaddr.IPv6).toIPv4Address() : addr, addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? bits - 96 : bits]
+    }
+    const addr = ipaddr.process(cidr)
+    return [addr, addr.kind() === 'ipv4' ? 32 : 128]
+  })
+  return (ip) => {
+    const addr = parseIp(ip)
+    if (addr === undefined) return false
+    for (const [range, bits] of ranges) {
+      if (range.kind() === addr.kind() && addr.match(range, bits)) return true
+    }
+    return false
+  }
+}
+
+/** True when `value` is an IPv4/IPv6 address or CIDR range. */
+export function isCidr (value: string): boolean {
+  try {
+    if (value.includes('/')) ipaddr.parseCIDR(value)
+    else ipaddr.parse(value)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,67 @@
+import fp from 'fastify-plugin'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    alerts: Alerts
+  }
+}
+
+export type AlertKind = 'ip_blocked' | 'key_failures' | 'key_revoked'
+
+/** An alert as delivered on `/system` room `admin` and to ALERT_WEBHOOK_URL (SPEC §7). */
+export interface Alert {
+  kind: AlertKind
+  ip?: string
+  keyId?: string
+  count?: number
+  at: string
+}
+
+export interface Alerts {
+  raise: (alert: Omit<Alert, 'at'>) => void
+  /** The socket layer subscribes to forward alerts to `/system` room `admin`. */
+  onAlert: (listener: (alert: Alert) => void) => void
+}
+
+const WEBHOOK_ATTEMPTS = 5
+const WEBHOOK_TIMEOUT_MS = 3000
+
+export default fp(async (app) => {
+  const listeners: Array<(alert: Alert) => void> = []
+  const pending = new Set<Promise<void>>()
+  const webhookUrl = app.config.alertWebhookUrl
+
+  /** Retries with exponential backoff off the request path; an alert is never dropped without an error line. */
+  async function deliver (alert: Alert): Promise<void> {
+    for (let attempt = 1; attempt <= WEBHOOK_ATTEMPTS; attempt++) {
+      try {
+        const res = await fetch(webhookUrl as string, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(alert),
+          signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS)
+        })
+        if (res.ok) return
+      } catch {}
+      if (attempt < WEBHOOK_ATTEMPTS) await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt).unref())
+    }
+    app.log.error({ alert }, 'alert webhook failed after every retry')
+  }
+
+  app.decorate('alerts', {
+    raise (partial) {
+      const alert: Alert = { ...partial, at: new Date().toISOString() }
+      app.log.warn({ alert }, `alert: ${alert.kind}`)
+      app.gatewayMetrics.alerts.inc({ kind: alert.kind })
+      for (const listener of listeners) listener(alert)
+      if (webhookUrl !== undefined) {
+        const delivery = deliver(alert).finally(() => pending.delete(delivery))
+        pending.add(delivery)
+      }
+    },
+    onAlert (listener) {
+      listeners.push(listener)
+    }
+  })
+  app.addHook('onClose', async () => { await Promise.allSettled(pending) })
+}, { name: 'alerts', dependencies: ['config', 'metrics'] })

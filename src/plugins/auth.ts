@@ -1,0 +1,161 @@
+import { randomUUID } from 'node:crypto'
+import fp from 'fastify-plugin'
+import fastifyJwt from '@fastify/jwt'
+import { hashSecret, parseApiKey, secretMatches } from '../keys/api-key.js'
+import type { ApiKeyRecord, Scope } from '../keys/types.js'
+import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
+import { loadSigningKeys, type SigningKeys } from '../auth/jwt-keys.js'
+import { ROOT_KEY_ID, type Principal } from '../auth/principal.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Checks an API key (`spk_…`, or ADMIN_API_KEY); throws a §6 refusal. */
+    authenticateKey: (rawKey: string, ip: string) => Promise<Principal>
+    /** Checks an access token: signature, claims, revocation, key state and IP. */
+    authenticateToken: (token: string, ip: string) => Promise<Principal>
+    /** Mints an access token for a key principal (SPEC §4 `/auth/token`). */
+    issueToken: (principal: Principal, options: TokenOptions) => Promise<IssuedToken>
+    /** Revokes one token by its jti until it would have expired anyway. */
+    revokeToken: (principal: Principal) => Promise<void>
+    signingKeys: SigningKeys
+  }
+}
+
+export interface TokenOptions { ttl?: number, namespaces?: string[], sub?: string }
+export interface IssuedToken { accessToken: string, tokenType: 'Bearer', expiresIn: number, expiresAt: string }
+
+/** A refusal that names the key the attempt used, when that key exists (for the audit row). */
+export type AuthError = GatewayError & { keyId?: string }
+
+interface TokenClaims { sub: string, kid: string, jti: string, scope: string, ns?: string[], exp: number, iat: number }
+
+export const revokedJtiFlag = (jti: string): string => `revoked:jti:${jti}`
+
+function refuse (code: Parameters<typeof gatewayError>[0], keyId?: string): AuthError {
+  const err: AuthError = gatewayError(code)
+  if (keyId !== undefined) err.keyId = keyId
+  return err
+}
+
+// Delegated end-user tokens never carry the scopes that manage the gateway.
+const DELEGABLE_SCOPES: ReadonlySet<Scope> = new Set(['publish'])
+
+export default fp(async (app) => {
+  const { config } = app
+  const signingKeys = await loadSigningKeys(config)
+  await app.register(fastifyJwt, {
+    secret: signingKeys.secret,
+    sign: { algorithm: signingKeys.algorithm, iss: config.jwt.issuer, aud: config.jwt.audience },
+    verify: {
+      algorithms: [signingKeys.algorithm],
+      allowedIss: config.jwt.issuer,
+      allowedAud: config.jwt.audience,
+      requiredClaims: ['exp', 'iat', 'sub', 'kid', 'jti', 'iss', 'aud']
+    }
+  })
+  app.decorate('signingKeys', signingKeys)
+  const rootHash = config.adminApiKey === undefined ? undefined : hashSecret(config.adminApiKey)
+
+  function checkKeyState (key: ApiKeyRecord, ip: string): void {
+    if (key.revokedAt !== null) throw refuse('KEY_REVOKED', key.id)
+    if (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now()) throw refuse('KEY_EXPIRED', key.id)
+    try {
+      app.checkIp(key.allowedIps, ip)
+    } catch (err) {
+      if (isGatewayError(err)) (err as AuthError).keyId = key.id
+      throw err
+    }
+  }
+
+  async function findKey (id: string): Promise<ApiKeyRecord | undefined> {
+    try {
+      return await app.keys.findForAuth(id)
+    } catch (err) {
+      // PostgreSQL away and the key not cached: unknown, so fail closed, but not as a bad credential.
+      app.log.warn({ err }, 'key lookup failed')
+      throw gatewayError('UNAVAILABLE')
+    }
+  }
+
+  app.decorate('authenticateKey', async (rawKey: string, ip: string): Promise<Principal> => {
+    // The root credential is compared first and always, so its check costs every attempt the same.
+    if (secretMatches(rawKey, rootHash)) {
+      return { keyId: ROOT_KEY_ID, sub: ROOT_KEY_ID, scopes: ['admin'], policyId: null, allowedIps: [], via: 'root' }
+    }
+    const parsed = parseApiKey(rawKey)
+    const key = parsed === undefined ? undefined : await findKey(parsed.id)
+    const graceOpen = key?.previousExpiresAt != null && key.previousExpiresAt.getTime() > Date.now()
+    if (!secretMatches(parsed?.secret, key?.secretHash, graceOpen ? key?.previousSecretHash : undefined) || key === undefined) {
+      throw refuse('UNAUTHORIZED', key?.id)
+    }
+    checkKeyState(key, ip)
+    app.keys.markUsed(key.id)
+    return { keyId: key.id, sub: key.id, scopes: key.scopes, policyId: key.policyId, allowedIps: key.allowedIps, via: 'key' }
+  })
+
+  app.decorate('authenticateToken', async (token: string, ip: string): Promise<Principal> => {
+    let claims: TokenClaims
+    try {
+      claims = app.jwt.verify<TokenClaims>(token)
+    } catch (err) {
+      throw refuse((err as { code?: string }).code === 'FAST_JWT_EXPIRED' ? 'TOKEN_EXPIRED' : 'UNAUTHORIZED')
+    }
+    if (typeof claims.kid !== 'string' || typeof claims.sub !== 'string' || typeof claims.jti !== 'string' || typeof claims.scope !== 'string') {
+      throw refuse('UNAUTHORIZED')
+    }
+    let revoked: number
+    try {
+      revoked = await app.store.flagTtl(revokedJtiFlag(claims.jti))
+    } catch {
+      throw gatewayError('UNAVAILABLE')
+    }
+    if (revoked > 0) throw refuse('TOKEN_REVOKED', claims.kid)
+    const key = await findKey(claims.kid)
+    if (key === undefined) throw refuse('UNAUTHORIZED')
+    checkKeyState(key, ip)
+    // A token never carries more than its key has now: scopes removed from the key since minting are dropped.
+    const scopes = claims.scope.split(' ').filter((s): s is Scope => (key.scopes as string[]).includes(s))
+    return {
+      keyId: key.id,
+      sub: claims.sub,
+      scopes,
+      policyId: key.policyId,
+      ns: Array.isArray(claims.ns) ? claims.ns : undefined,
+      jti: claims.jti,
+      exp: claims.exp,
+      allowedIps: key.allowedIps,
+      via: 'token'
+    }
+  })
+
+  app.decorate('issueToken', async (principal: Principal, options: TokenOptions): Promise<IssuedToken> => {
+    if (principal.via === 'root') throw gatewayError('FORBIDDEN', 'ADMIN_API_KEY is accepted on admin endpoints only; mint tokens from a key')
+    const ttl = options.ttl ?? config.jwt.ttl
+    if (ttl > config.jwt.ttl) throw gatewayError('VALIDATION_FAILED', `ttl must be at most ${config.jwt.ttl}`)
+    let sub = principal.sub
+    let scopes = principal.scopes
+    if (options.sub !== undefined) {
+      if (!principal.scopes.includes('token:delegate')) throw gatewayError('FORBIDDEN', 'sub requires scope token:delegate')
+      sub = options.sub
+      scopes = scopes.filter((s) => DELEGABLE_SCOPES.has(s))
+    }
+    // A token made from a token (not possible today) could only narrow its namespaces.
+    const ns = options.namespaces ?? principal.ns
+    const iat = Math.floor(Date.now() / 1000)
+    const exp = iat + ttl
+    const claims: Omit<TokenClaims, 'ns'> & { ns?: readonly string[] } = { sub, kid: principal.keyId, jti: randomUUID(), scope: scopes.join(' '), iat, exp }
+    if (ns !== undefined) claims.ns = ns
+    const accessToken = app.jwt.sign(claims)
+    return { accessToken, tokenType: 'Bearer', expiresIn: ttl, expiresAt: new Date(exp * 1000).toISOString() }
+  })
+
+  app.decorate('revokeToken', async (principal: Principal): Promise<void> => {
+    if (principal.jti === undefined || principal.exp === undefined) throw gatewayError('UNAUTHORIZED', 'A bearer token is required')
+    const ttlMs = principal.exp * 1000 - Date.now()
+    try {
+      if (ttlMs > 0) await app.store.setFlag(revokedJtiFlag(principal.jti), ttlMs + 1000)
+    } catch {
+      throw gatewayError('UNAVAILABLE')
+    }
+  })
+}, { name: 'auth', dependencies: ['config', 'redis', 'keys', 'ip-allowlist'] })

@@ -1,0 +1,85 @@
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import type { Principal } from '../auth/principal.js'
+import { gatewayError, isGatewayError } from '../errors.js'
+import type { AuthError } from './auth.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * One authentication attempt, as every transport makes it: anomaly block,
+     * credential check (key or token), one audit row and log line, and the
+     * failure counted toward the anomaly guard. Throws the §6 refusal.
+     */
+    admit: (credential: Credential, attempt: AttemptContext) => Promise<Principal>
+    /** onRequest hook: a key or token with scope `admin`. */
+    requireAdmin: (req: FastifyRequest) => Promise<void>
+    /** onRequest hook: any valid key or token (scopes are checked by the route). */
+    requireCredential: (req: FastifyRequest) => Promise<void>
+  }
+  interface FastifyRequest {
+    principal: Principal | null
+  }
+}
+
+export type Credential = { kind: 'key' | 'token', value: string } | undefined
+
+export interface AttemptContext {
+  ip: string
+  transport: 'http' | 'socket'
+  namespace: string | null
+  userAgent: string | null
+}
+
+// Refusals that say nothing about the credential: they do not count toward an anomaly block.
+const NOT_CREDENTIAL_FAILURES = new Set(['RATE_LIMITED', 'TEMPORARILY_BLOCKED', 'UNAVAILABLE', 'ORIGIN_NOT_ALLOWED'])
+
+/** The credential of an HTTP request: `X-API-Key`, or `Authorization: Bearer`. */
+export function requestCredential (req: FastifyRequest): Credential {
+  const apiKey = req.headers['x-api-key']
+  if (typeof apiKey === 'string') return { kind: 'key', value: apiKey }
+  const authorization = req.headers.authorization
+  if (typeof authorization === 'string' && authorization.slice(0, 7).toLowerCase() === 'bearer ') return { kind: 'token', value: authorization.slice(7).trim() }
+  return undefined
+}
+
+export function httpAttempt (req: FastifyRequest): AttemptContext {
+  return { ip: req.ip, transport: 'http', namespace: null, userAgent: req.headers['user-agent'] ?? null }
+}
+
+export default fp(async (app) => {
+  app.decorateRequest('principal', null)
+
+  async function admit (credential: Credential, attempt: AttemptContext): Promise<Principal> {
+    let keyId: string | undefined
+    try {
+      await app.anomaly.assertNotBlocked(attempt.ip)
+      if (credential === undefined || credential.value.length === 0) throw gatewayError('UNAUTHORIZED')
+      const principal = credential.kind === 'key'
+        ? await app.authenticateKey(credential.value, attempt.ip)
+        : await app.authenticateToken(credential.value, attempt.ip)
+      keyId = principal.via === 'root' ? undefined : principal.keyId
+      app.audit.record({ ...attempt, keyId: keyId ?? null, outcome: 'allowed', reason: null })
+      return principal
+    } catch (err) {
+      const refusal = isGatewayError(err) ? err : gatewayError('UNAVAILABLE')
+      if (!isGatewayError(err)) app.log.error({ err }, 'authentication failed unexpectedly')
+      keyId = (refusal as AuthError).keyId
+      app.audit.record({ ...attempt, keyId: keyId ?? null, outcome: 'refused', reason: refusal.code })
+      if (!NOT_CREDENTIAL_FAILURES.has(refusal.code)) {
+        await app.anomaly.recordFailure(attempt.ip, keyId).catch((e: unknown) => { app.log.warn({ err: e }, 'anomaly counter unavailable') })
+      }
+      throw refusal
+    }
+  }
+
+  app.decorate('admit', admit)
+  app.decorate('requireCredential', async (req: FastifyRequest) => {
+    req.principal = await admit(requestCredential(req), httpAttempt(req))
+  })
+  app.decorate('requireAdmin', async (req: FastifyRequest) => {
+    const principal = await admit(requestCredential(req), httpAttempt(req))
+    if (!principal.scopes.includes('admin')) throw gatewayError('FORBIDDEN', 'This endpoint requires scope admin')
+    req.principal = principal
+  })
+}, { name: 'gatekeeper', dependencies: ['auth', 'audit', 'anomaly'] })

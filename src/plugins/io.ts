@@ -1,0 +1,68 @@
+import fp from 'fastify-plugin'
+import fastifySocketIO from 'fastify-socket.io'
+import { createAdapter } from '@socket.io/redis-adapter'
+import type { Server } from 'socket.io'
+import { redisOptions } from '../stores/redis-store.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    io: Server
+    /**
+     * Disconnects every live socket of a key on every instance and counts them.
+     * `incomplete` is true when an instance did not answer in time.
+     */
+    disconnectKey: (keyId: string) => Promise<{ disconnected: number, incomplete: boolean }>
+  }
+}
+
+/** The namespaces of SPEC §5. */
+export const NAMESPACES = ['/chat', '/notification', '/system', '/error'] as const
+export type NamespaceName = typeof NAMESPACES[number]
+
+/** Each socket joins this room of its namespace, so a key's sockets can be found and closed together. */
+export const keyRoom = (keyId: string): string => `key:${keyId}`
+// Instances that do not answer a cluster-wide request within this are reported, not waited for.
+const CLUSTER_REQUEST_TIMEOUT_MS = 1000
+
+export default fp(async (app) => {
+  const { config, redisStore } = app
+  let adapter
+  if (redisStore !== undefined) {
+    const url = config.redisUrl as string
+    const { Redis } = await import('ioredis')
+    // The adapter's channels are not keys, so ioredis' keyPrefix does not apply: the prefix goes in its `key` option.
+    const { keyPrefix: _unused, ...options } = redisOptions(config.redisKeyPrefix)
+    const pub = new Redis(url, options)
+    const sub = new Redis(url, { ...options, enableOfflineQueue: true, commandTimeout: undefined })
+    pub.on('error', () => {})
+    sub.on('error', () => {})
+    await Promise.all([pub.connect(), sub.connect()])
+    adapter = createAdapter(pub, sub, { key: `${config.redisKeyPrefix}socket.io`, requestsTimeout: CLUSTER_REQUEST_TIMEOUT_MS })
+    app.addHook('onClose', async () => { await Promise.allSettled([pub.quit(), sub.quit()]) })
+  }
+
+  await app.register(fastifySocketIO.default, {
+    path: '/socket.io',
+    serveClient: false,
+    maxHttpBufferSize: config.socketMaxPayload,
+    // The Origin check itself is in the connection middleware, where the client can be told ORIGIN_NOT_ALLOWED.
+    cors: config.corsOrigins.length > 0 ? { origin: config.corsOrigins, credentials: true } : undefined,
+    connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
+    ...(adapter !== undefined ? { adapter } : {})
+  })
+
+  app.decorate('disconnectKey', async (keyId: string) => {
+    let disconnected = 0
+    let incomplete = false
+    await Promise.all(NAMESPACES.map(async (name) => {
+      const target = app.io.of(name).in(keyRoom(keyId))
+      try {
+        disconnected += (await target.fetchSockets()).length
+      } catch {
+        incomplete = true
+      }
+      target.disconnectSockets(true)
+    }))
+    return { disconnected, incomplete }
+  })
+}, { name: 'io', dependencies: ['config', 'redis'] })

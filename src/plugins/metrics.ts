@@ -1,0 +1,61 @@
+import fp from 'fastify-plugin'
+import fastifyMetrics from 'fastify-metrics'
+import { Counter, Gauge, Registry } from 'prom-client'
+import { gatewayError } from '../errors.js'
+import { compileCidrs } from '../net/ip.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The gateway's own series (SPEC §7); incremented where the decision is made. */
+    gatewayMetrics: GatewayMetrics
+  }
+}
+
+export interface GatewayMetrics {
+  registry: Registry
+  authAttempts: Counter<'transport' | 'outcome' | 'reason'>
+  socketConnections: Gauge<'namespace'>
+  socketPackets: Counter<'namespace' | 'outcome'>
+  rateLimited: Counter<'scope'>
+  alerts: Counter<'kind'>
+  auditQueueDepth: Gauge
+  auditSpilled: Counter
+}
+
+function createGatewayMetrics (): GatewayMetrics {
+  // One registry per app instance, so several gateways in one process (tests, benchmarks) never share series.
+  const registry = new Registry()
+  const registers = [registry]
+  return {
+    registry,
+    authAttempts: new Counter({ name: 'gateway_auth_attempts_total', help: 'Authentication attempts', labelNames: ['transport', 'outcome', 'reason'], registers }),
+    socketConnections: new Gauge({ name: 'gateway_socket_connections', help: 'Live Socket.IO connections', labelNames: ['namespace'], registers }),
+    socketPackets: new Counter({ name: 'gateway_socket_packets_total', help: 'Socket.IO packets by outcome', labelNames: ['namespace', 'outcome'], registers }),
+    rateLimited: new Counter({ name: 'gateway_rate_limited_total', help: 'Requests, handshakes and packets refused by a rate limit', labelNames: ['scope'], registers }),
+    alerts: new Counter({ name: 'gateway_alerts_total', help: 'Alerts raised', labelNames: ['kind'], registers }),
+    auditQueueDepth: new Gauge({ name: 'gateway_audit_queue_depth', help: 'Audit rows waiting to be written', registers }),
+    auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers })
+  }
+}
+
+export default fp(async (app) => {
+  const metrics = createGatewayMetrics()
+  app.decorate('gatewayMetrics', metrics)
+  // A CommonJS module whose plugin is its `default` export.
+  await app.register(fastifyMetrics.default, {
+    name: 'httpMetrics',
+    endpoint: null,
+    defaultMetrics: { enabled: true, register: metrics.registry },
+    routeMetrics: {
+      enabled: true,
+      registeredRoutesOnly: true,
+      overrides: { histogram: { registers: [metrics.registry] }, summary: { registers: [metrics.registry] } }
+    }
+  })
+
+  const allowed = compileCidrs(['127.0.0.0/8', '::1', ...app.config.metricsAllow])
+  app.get('/metrics', { schema: { hide: true } as never, config: { disableMetrics: true } as never }, async (req, reply) => {
+    if (!allowed(req.ip)) throw gatewayError('FORBIDDEN', '/metrics is not served to this address')
+    return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
+  })
+}, { name: 'metrics', dependencies: ['config'] })

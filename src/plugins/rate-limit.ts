@@ -1,0 +1,60 @@
+import fp from 'fastify-plugin'
+import fastifyRateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import type { FastifyRequest } from 'fastify'
+import type { Rate } from '../config.js'
+import { gatewayError } from '../errors.js'
+import { clientBucket } from '../net/ip.js'
+import type { SharedStore } from '../stores/shared-store.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Counts one event against `key` in the shared store and refuses with
+     * RATE_LIMITED (with retryAfter) past `rate.max` in the window. REST routes
+     * (through @fastify/rate-limit) and sockets count in this same store.
+     */
+    consume: (key: string, rate: Rate, scope: string) => Promise<void>
+  }
+}
+
+type Callback = (err: Error | null, result?: { current: number, ttl: number }) => void
+
+/** @fastify/rate-limit's store contract over our SharedStore, so both count in one place. */
+function sharedStoreClass (store: SharedStore): FastifyRateLimitStoreCtor {
+  return class SharedRateLimitStore implements FastifyRateLimitStore {
+    incr (key: string, cb: Callback, windowMs: number): void {
+      store.hit(`rl:${key}`, windowMs).then((r) => { cb(null, { current: r.count, ttl: r.resetInMs }) }, (err: Error) => { cb(err) })
+    }
+
+    child (): SharedRateLimitStore { return this }
+  }
+}
+
+/** The per-IP key of a request, under TRUST_PROXY (req.ip), IPv6 grouped by /64. */
+export function ipRateKey (prefix: string) {
+  return (req: FastifyRequest): string => `${prefix}:${clientBucket(req.ip)}`
+}
+
+export default fp(async (app) => {
+  const { store } = app
+  await app.register(fastifyRateLimit, {
+    global: false,
+    store: sharedStoreClass(store),
+    keyGenerator: ipRateKey('http'),
+    errorResponseBuilder: (_req, context) => gatewayError('RATE_LIMITED', `Rate limit exceeded, retry in ${context.after}`, context.ttl / 1000),
+    onExceeded: () => { app.gatewayMetrics.rateLimited.inc({ scope: 'http' }) }
+  })
+
+  app.decorate('consume', async (key: string, rate: Rate, scope: string) => {
+    let result
+    try {
+      result = await store.hit(`rl:${key}`, rate.windowMs)
+    } catch {
+      throw gatewayError('UNAVAILABLE')
+    }
+    if (result.count > rate.max) {
+      app.gatewayMetrics.rateLimited.inc({ scope })
+      throw gatewayError('RATE_LIMITED', undefined, result.resetInMs / 1000)
+    }
+  })
+}, { name: 'rate-limit', dependencies: ['redis', 'metrics'] })

@@ -1,0 +1,62 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { ipRateKey } from '../plugins/rate-limit.js'
+import { httpAttempt, requestCredential } from '../plugins/gatekeeper.js'
+import { errorResponses, Strict } from './schemas.js'
+
+const NAMESPACE = Type.String({ pattern: '^/[A-Za-z0-9_-]{1,64}$' })
+
+const TokenBody = Strict({
+  apiKey: Type.Optional(Type.String({ maxLength: 1024 })),
+  ttl: Type.Optional(Type.Integer({ minimum: 1 })),
+  namespaces: Type.Optional(Type.Array(NAMESPACE, { minItems: 1, maxItems: 16, uniqueItems: true })),
+  sub: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\s]+$' }))
+})
+
+const TokenResponse = Type.Object({
+  accessToken: Type.String(),
+  tokenType: Type.Literal('Bearer'),
+  expiresIn: Type.Integer(),
+  expiresAt: Type.String({ format: 'date-time' })
+})
+
+const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { token: tokenRate } = app.config.rateLimit
+
+  app.post('/auth/token', {
+    config: { rateLimit: { max: tokenRate.max, timeWindow: tokenRate.windowMs, keyGenerator: ipRateKey('token') } },
+    // Authentication runs before validation (a bad credential is 401 whatever the body), after the rate limit.
+    preValidation: async (req) => {
+      // No body at all is the common case: validate it as an empty object.
+      req.body ??= {}
+      const fromBody = (req.body as { apiKey?: unknown } | undefined)?.apiKey
+      const fromHeader = requestCredential(req)
+      // Only an API key mints tokens: a bearer token here is refused like a missing key.
+      const key = fromHeader?.kind === 'key' ? fromHeader : typeof fromBody === 'string' ? { kind: 'key' as const, value: fromBody } : undefined
+      req.principal = await app.admit(key, httpAttempt(req))
+    },
+    schema: {
+      tags: ['auth'],
+      summary: 'Exchange an API key for a short-lived access token',
+      body: TokenBody,
+      response: { 200: TokenResponse, ...errorResponses(400, 401, 403, 429, 503) }
+    }
+  }, async (req) => {
+    const { ttl, namespaces, sub } = req.body
+    return await app.issueToken(req.principal!, { ttl, namespaces, sub })
+  })
+
+  app.post('/auth/revoke', {
+    onRequest: app.requireCredential,
+    schema: { tags: ['auth'], summary: 'Revoke the bearer token of this request (logout)', response: { 204: Type.Null(), ...errorResponses(401, 503) } }
+  }, async (req, reply) => {
+    await app.revokeToken(req.principal!)
+    return await reply.code(204).send(null)
+  })
+
+  app.get('/.well-known/jwks.json', {
+    schema: { tags: ['auth'], response: { 200: Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }) } }
+  }, async () => ({ keys: app.signingKeys.jwks }))
+}
+
+export default authRoutes
