@@ -22,6 +22,8 @@ import auditPlugin from './plugins/audit.js'
 import auditQueryPlugin from './plugins/audit-query.js'
 import gatekeeperPlugin from './plugins/gatekeeper.js'
 import ioPlugin from './plugins/io.js'
+import socketsPlugin from './plugins/sockets.js'
+import publishRoutes from './routes/publish.js'
 import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth.js'
 import keyRoutes from './routes/keys.js'
@@ -93,6 +95,9 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(healthRoutes)
   void app.register(authRoutes)
   void app.register(adminRoutes)
+  void app.register(publishRoutes)
+  // Last: the socket layer only adapts what the plugins before it decorate.
+  void app.register(socketsPlugin)
   return app
 }
 

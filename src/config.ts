@@ -152,7 +152,9 @@ function firstSchemaError (env: Record<string, unknown>): ConfigError | undefine
   const error = Value.Errors(EnvSchema, env).First()
   if (error === undefined) return undefined
   const variable = error.path.replace(/^\//, '')
-  const shown = variable in env && !/SECRET|KEY$/.test(variable) ? ` (got "${String(env[variable]).slice(0, 80)}")` : ''
+  // The refused value helps the operator, but never a secret, nor a password inside a URL.
+  const value = String(env[variable]).replace(/\/\/[^/@]*@/, '//***@').slice(0, 80)
+  const shown = variable in env && !/SECRET|KEY$/.test(variable) ? ` (got "${value}")` : ''
   return new ConfigError(variable, `${describe(variable)}${shown}`)
 }
 

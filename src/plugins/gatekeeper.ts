@@ -29,10 +29,12 @@ export interface AttemptContext {
   transport: 'http' | 'socket'
   namespace: string | null
   userAgent: string | null
+  /** Further checks that belong to the same attempt (e.g. policy `connect`): a refusal here is audited as refused. */
+  authorize?: (principal: Principal) => void | Promise<void>
 }
 
 // Refusals that say nothing about the credential: they do not count toward an anomaly block.
-const NOT_CREDENTIAL_FAILURES = new Set(['RATE_LIMITED', 'TEMPORARILY_BLOCKED', 'UNAVAILABLE', 'ORIGIN_NOT_ALLOWED'])
+const NOT_CREDENTIAL_FAILURES = new Set(['RATE_LIMITED', 'TEMPORARILY_BLOCKED', 'UNAVAILABLE', 'ORIGIN_NOT_ALLOWED', 'FORBIDDEN'])
 
 /** The credential of an HTTP request: `X-API-Key`, or `Authorization: Bearer`. */
 export function requestCredential (req: FastifyRequest): Credential {
@@ -47,6 +49,10 @@ export function httpAttempt (req: FastifyRequest): AttemptContext {
   return { ip: req.ip, transport: 'http', namespace: null, userAgent: req.headers['user-agent'] ?? null }
 }
 
+function auditFields ({ ip, transport, namespace, userAgent }: AttemptContext): Pick<AttemptContext, 'ip' | 'transport' | 'namespace' | 'userAgent'> {
+  return { ip, transport, namespace, userAgent }
+}
+
 export default fp(async (app) => {
   app.decorateRequest('principal', null)
 
@@ -59,13 +65,14 @@ export default fp(async (app) => {
         ? await app.authenticateKey(credential.value, attempt.ip)
         : await app.authenticateToken(credential.value, attempt.ip)
       keyId = principal.via === 'root' ? undefined : principal.keyId
-      app.audit.record({ ...attempt, keyId: keyId ?? null, outcome: 'allowed', reason: null })
+      await attempt.authorize?.(principal)
+      app.audit.record({ ...auditFields(attempt), keyId: keyId ?? null, outcome: 'allowed', reason: null })
       return principal
     } catch (err) {
       const refusal = isGatewayError(err) ? err : gatewayError('UNAVAILABLE')
       if (!isGatewayError(err)) app.log.error({ err }, 'authentication failed unexpectedly')
-      keyId = (refusal as AuthError).keyId
-      app.audit.record({ ...attempt, keyId: keyId ?? null, outcome: 'refused', reason: refusal.code })
+      keyId ??= (refusal as AuthError).keyId
+      app.audit.record({ ...auditFields(attempt), keyId: keyId ?? null, outcome: 'refused', reason: refusal.code })
       if (!NOT_CREDENTIAL_FAILURES.has(refusal.code)) {
         await app.anomaly.recordFailure(attempt.ip, keyId).catch((e: unknown) => { app.log.warn({ err: e }, 'anomaly counter unavailable') })
       }

@@ -1,12 +1,12 @@
 import fp from 'fastify-plugin'
 import fastifySocketIO from 'fastify-socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
-import type { Server } from 'socket.io'
+import type { GatewayServer } from '../sockets/types.js'
 import { redisOptions } from '../stores/redis-store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    io: Server
+    io: GatewayServer
     /**
      * Disconnects every live socket of a key on every instance and counts them.
      * `incomplete` is true when an instance did not answer in time.

@@ -1,0 +1,49 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { gatewayError } from '../errors.js'
+import { NAMESPACES } from '../plugins/io.js'
+import { can } from '../policies/engine.js'
+import { relayedMessage } from '../sockets/protocol.js'
+import { RESERVED_EVENTS } from '../sockets/types.js'
+import { errorResponses, Strict } from './schemas.js'
+
+const PublishBody = Strict({
+  namespace: Type.Union(NAMESPACES.map((n) => Type.Literal(n))),
+  room: Type.String({ minLength: 1, maxLength: 256 }),
+  event: Type.String({ minLength: 1, maxLength: 128 }),
+  data: Type.Unknown()
+})
+
+/**
+ * Server-side publish: the same delivery as a socket's relay, to the room's
+ * members on every instance, under the same scope, policy and per-key limit.
+ */
+const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.post('/v1/publish', {
+    onRequest: app.requireCredential,
+    schema: {
+      tags: ['publish'],
+      summary: 'Deliver an event to a room on every instance',
+      body: PublishBody,
+      response: { 202: Type.Object({ id: Type.String() }), ...errorResponses(400, 401, 403, 429, 503) }
+    }
+  }, async (req, reply) => {
+    const principal = req.principal!
+    const { namespace, room, event, data } = req.body
+    if (!principal.scopes.includes('publish')) throw gatewayError('FORBIDDEN', 'POST /v1/publish requires scope publish')
+    if (RESERVED_EVENTS.has(event) || event.startsWith('gateway:')) throw gatewayError('VALIDATION_FAILED', `body/event: ${event} is reserved`)
+    if (principal.ns !== undefined && !principal.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
+    if (!can(app.policies.compiled(principal.policyId), principal, 'publish', namespace, room, event)) {
+      throw gatewayError('FORBIDDEN', `Policy does not allow ${event} in ${room} on ${namespace}`)
+    }
+    const key = await app.keys.findForAuth(principal.keyId)
+    if (key?.rateLimit != null) {
+      await app.consume(`publish:${key.id}`, { max: key.rateLimit.max, windowMs: key.rateLimit.windowSeconds * 1000 }, 'key')
+    }
+    const message = relayedMessage(room, principal.sub, data)
+    app.io.of(namespace).to(room).emit(event, message)
+    return await reply.code(202).send({ id: message.id })
+  })
+}
+
+export default publishRoutes

@@ -1,0 +1,102 @@
+import type { FastifyInstance } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { Principal } from '../auth/principal.js'
+import { gatewayError, isGatewayError } from '../errors.js'
+import { clientBucket } from '../net/ip.js'
+import { can } from '../policies/engine.js'
+import type { Credential } from '../plugins/gatekeeper.js'
+import { connectRefusal } from './refusal.js'
+import type { GatewaySocket } from './types.js'
+
+/** The handshake's credential: `auth.token`, or an `Authorization: Bearer` header (server clients). */
+function handshakeCredential (socket: GatewaySocket): Credential {
+  const auth = socket.handshake.auth as { token?: unknown } | undefined
+  if (typeof auth?.token === 'string') return { kind: 'token', value: auth.token }
+  const header = socket.handshake.headers.authorization
+  if (typeof header === 'string' && header.slice(0, 7).toLowerCase() === 'bearer ') return { kind: 'token', value: header.slice(7).trim() }
+  return undefined
+}
+
+/**
+ * Same-origin means the Origin names the host the handshake was sent to;
+ * otherwise it must be one of CORS_ORIGINS. No Origin (servers, mobile apps)
+ * is not refused for it: cross-site hijacking needs a browser, which sends one.
+ */
+export function createOriginCheck (allowed: readonly string[]): (req: IncomingMessage) => boolean {
+  const allowedSet = new Set(allowed)
+  return (req) => {
+    const origin = req.headers.origin
+    if (origin === undefined) return true
+    if (allowedSet.has(origin)) return true
+    const host = req.headers.host
+    return host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)
+  }
+}
+
+/**
+ * Connection middleware for every namespace: origin, connection rate, then
+ * one audited attempt (token, revocation, key state, IP allowlist, namespace
+ * down-scope, policy `connect`, maxConnections) through the same decorators
+ * the REST routes use. A refusal reaches the client as `connect_error`.
+ */
+export function createConnectionGate (app: FastifyInstance, clientIp: (req: IncomingMessage) => string) {
+  const originAllowed = createOriginCheck(app.config.corsOrigins)
+  const connectRate = app.config.rateLimit.connect
+
+  return async (socket: GatewaySocket, next: (err?: Error) => void): Promise<void> => {
+    const namespace = socket.nsp.name
+    const ip = clientIp(socket.request)
+    try {
+      if (!originAllowed(socket.request)) throw gatewayError('ORIGIN_NOT_ALLOWED')
+      await app.consume(`connect:${clientBucket(ip)}`, connectRate, 'connect')
+      let counted = false
+      const principal = await app.admit(handshakeCredential(socket), {
+        ip,
+        transport: 'socket',
+        namespace,
+        userAgent: socket.handshake.headers['user-agent'] ?? null,
+        authorize: async (p: Principal) => {
+          if (p.ns !== undefined && !p.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
+          if (!can(app.policies.compiled(p.policyId), p, 'connect', namespace)) throw gatewayError('FORBIDDEN', `Policy does not allow connect on ${namespace}`)
+          counted = await reserveConnection(app, p.keyId)
+        }
+      })
+      const key = await app.keys.findForAuth(principal.keyId)
+      socket.data = {
+        principal,
+        ip,
+        keyRateLimit: key?.rateLimit ?? null,
+        countsConnection: counted,
+        packetBytes: 0,
+        windowStart: 0,
+        windowCount: 0,
+        windowRefused: 0,
+        expired: false,
+        timers: []
+      }
+      next()
+    } catch (err) {
+      if (!isGatewayError(err)) app.log.error({ err }, 'socket connection gate failed')
+      next(connectRefusal(isGatewayError(err) ? err : gatewayError('UNAVAILABLE')))
+    }
+  }
+}
+
+export const connectionCountKey = (keyId: string): string => `conns:${keyId}`
+
+/** Counts the connection against the key's maxConnections across the cluster; refuses past it. */
+async function reserveConnection (app: FastifyInstance, keyId: string): Promise<boolean> {
+  const key = await app.keys.findForAuth(keyId)
+  if (key?.maxConnections == null) return false
+  let live: number
+  try {
+    live = await app.store.adjust(connectionCountKey(keyId), 1)
+  } catch {
+    throw gatewayError('UNAVAILABLE')
+  }
+  if (live > key.maxConnections) {
+    await app.store.adjust(connectionCountKey(keyId), -1).catch(() => {})
+    throw gatewayError('RATE_LIMITED', `The key already has ${key.maxConnections} live connections`)
+  }
+  return true
+}

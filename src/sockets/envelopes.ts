@@ -1,0 +1,13 @@
+import { Type } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+
+const Room = Type.String({ minLength: 1, maxLength: 256 })
+
+/** Packet envelopes (SPEC §5), compiled once: checks are a plain function call per packet. */
+export const MessageEnvelope = TypeCompiler.Compile(Type.Object({ room: Room, data: Type.Unknown() }, { additionalProperties: false, required: ['room', 'data'] }))
+export const RoomEnvelope = TypeCompiler.Compile(Type.Object({ room: Room }, { additionalProperties: false }))
+export const RefreshEnvelope = TypeCompiler.Compile(Type.Object({ token: Type.String({ minLength: 1, maxLength: 8192 }) }, { additionalProperties: false }))
+
+export interface MessagePayload { room: string, data: unknown }
+export interface RoomPayload { room: string }
+export interface RefreshPayload { token: string }

@@ -1,0 +1,44 @@
+import type { Namespace, Server, Socket } from 'socket.io'
+import type { Principal } from '../auth/principal.js'
+import type { KeyRateLimit } from '../keys/types.js'
+
+/** What the gateway keeps on each socket (`socket.data`). */
+export interface SocketState {
+  principal: Principal
+  ip: string
+  /** The key's publish limit, from its record at (re)authentication. */
+  keyRateLimit: KeyRateLimit | null
+  /** Counts a live connection against the key's maxConnections (released on disconnect). */
+  countsConnection: boolean
+  /** Size in bytes of the packet being processed (engine.io frame). */
+  packetBytes: number
+  /** Per-socket packet window: the limit is local to one connection, so it is counted here, exactly. */
+  windowStart: number
+  windowCount: number
+  windowRefused: number
+  /** Set when the token expired: packets other than auth:refresh are refused. */
+  expired: boolean
+  timers: NodeJS.Timeout[]
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the protocol's events are open-ended (any event E is relayed)
+type AnyEvents = Record<string, (...args: any[]) => void>
+export type GatewayServer = Server<AnyEvents, AnyEvents, AnyEvents, SocketState>
+export type GatewayNamespace = Namespace<AnyEvents, AnyEvents, AnyEvents, SocketState>
+export type GatewaySocket = Socket<AnyEvents, AnyEvents, AnyEvents, SocketState>
+
+/** The message members of a room receive for a relayed event (SPEC §5). */
+export interface RelayedMessage {
+  id: string
+  room: string
+  from: { sub: string }
+  data: unknown
+  ts: number
+}
+
+/** Events the gateway handles itself; every other event name is relayed to a room. */
+export const RESERVED_EVENTS = new Set(['join', 'leave', 'auth:refresh', 'auth:expiring', 'auth:expired', 'gateway:error', 'connect', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener'])
+
+/** Rooms the gateway puts a socket in; clients can neither join nor leave them. */
+export const isInternalRoom = (room: string, socket: GatewaySocket): boolean =>
+  room === socket.id || room.startsWith('key:') || room === `user:${socket.data.principal.sub}`
