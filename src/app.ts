@@ -117,6 +117,10 @@ function toGatewayError (err: FastifyError): GatewayError {
   if (err.validation !== undefined) return gatewayError('VALIDATION_FAILED', err.message)
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return gatewayError('PAYLOAD_TOO_LARGE')
   if (err.code === '23505') return gatewayError('CONFLICT', 'Already exists')
+  // A row still referenced (or a reference to a row gone) after the route's own check: a race, told as a conflict.
+  if (err.code === '23503') return gatewayError('CONFLICT')
+  // PostgreSQL data exceptions (class 22: a time out of range, a bad number) only come from values the client sent.
+  if (typeof err.code === 'string' && /^22[0-9A-Z]{3}$/.test(err.code)) return gatewayError('VALIDATION_FAILED')
   if (BACKEND_ERRORS.has(err.code) || /Stream isn't writeable|Connection is closed|Command timed out/.test(err.message)) return gatewayError('UNAVAILABLE')
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
     // Fastify's own 4xx (bad JSON, bad content type, empty body): the request is not valid.

@@ -12,3 +12,23 @@ export function decodeCursor (cursor: string, shape: Array<'string' | 'number'>)
   } catch {}
   throw gatewayError('VALIDATION_FAILED', 'cursor is not valid')
 }
+
+/**
+ * How list queries write the time part of a cursor: UTC with microseconds, so
+ * the text neither depends on the session's DateStyle or TimeZone nor rounds
+ * (a rounded time would skip or repeat rows at page edges).
+ */
+export const CURSOR_TIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+const CURSOR_TIME = /^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\.[0-9]{6}Z$/
+const CURSOR_ID = /^[A-Za-z0-9-]{1,64}$/
+
+/** A `(createdAt, id)` cursor; anything PostgreSQL could not read back is VALIDATION_FAILED here, not a 500 there. */
+export function decodeTimeCursor (cursor: string): { at: string, id: string } {
+  const [at, id] = decodeCursor(cursor, ['string', 'string']) as [string, string]
+  const time = CURSOR_TIME.exec(at)?.[1]
+  // Round-tripping through Date refuses what the regex lets through: month 13, February 30, year 0.
+  const ms = time === undefined ? NaN : Date.parse(`${time}Z`)
+  const valid = Number.isFinite(ms) && new Date(ms).getUTCFullYear() >= 1 && new Date(ms).toISOString().slice(0, 19) === time
+  if (!valid || !CURSOR_ID.test(id)) throw gatewayError('VALIDATION_FAILED', 'cursor is not valid')
+  return { at, id }
+}

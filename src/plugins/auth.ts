@@ -37,6 +37,21 @@ function refuse (code: Parameters<typeof gatewayError>[0], keyId?: string): Auth
   return err
 }
 
+// Header parameters that carry or point to a verification key: fast-jwt ignores them, the gateway refuses them (SPEC §3).
+const HEADER_KEY_PARAMETERS = ['jwk', 'jku', 'x5u', 'x5c']
+
+/** True when the token's header names a key of its own; a malformed header is left to the verifier to refuse. */
+function headerSuppliesKey (token: string): boolean {
+  const dot = token.indexOf('.')
+  if (dot <= 0) return false
+  try {
+    const header: unknown = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8'))
+    return typeof header === 'object' && header !== null && HEADER_KEY_PARAMETERS.some((name) => Object.hasOwn(header, name))
+  } catch {
+    return false
+  }
+}
+
 // Delegated end-user tokens never carry the scopes that manage the gateway.
 const DELEGABLE_SCOPES: ReadonlySet<Scope> = new Set(['publish'])
 
@@ -95,6 +110,7 @@ export default fp(async (app) => {
 
   app.decorate('authenticateToken', async (token: string, ip: string): Promise<Principal> => {
     let claims: TokenClaims
+    if (headerSuppliesKey(token)) throw refuse('UNAUTHORIZED')
     try {
       claims = app.jwt.verify<TokenClaims>(token)
     } catch (err) {

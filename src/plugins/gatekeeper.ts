@@ -53,6 +53,10 @@ function auditFields ({ ip, transport, namespace, userAgent }: AttemptContext): 
   return { ip, transport, namespace, userAgent }
 }
 
+function requireAdminScope (principal: Principal): void {
+  if (!principal.scopes.includes('admin')) throw gatewayError('FORBIDDEN', 'This endpoint requires scope admin')
+}
+
 export default fp(async (app) => {
   app.decorateRequest('principal', null)
 
@@ -85,8 +89,7 @@ export default fp(async (app) => {
     req.principal = await admit(requestCredential(req), httpAttempt(req))
   })
   app.decorate('requireAdmin', async (req: FastifyRequest) => {
-    const principal = await admit(requestCredential(req), httpAttempt(req))
-    if (!principal.scopes.includes('admin')) throw gatewayError('FORBIDDEN', 'This endpoint requires scope admin')
-    req.principal = principal
+    // The scope check is part of the attempt, so a key without `admin` leaves a refused row, not an allowed one.
+    req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requireAdminScope })
   })
 }, { name: 'gatekeeper', dependencies: ['auth', 'audit', 'anomaly'] })

@@ -1,7 +1,8 @@
 import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
+import { gatewayError } from '../errors.js'
 import { generateApiKey, KEY_ID_PATTERN, newSecret } from '../keys/api-key.js'
-import { decodeCursor, encodeCursor } from '../keys/cursor.js'
+import { CURSOR_TIME_FORMAT, decodeTimeCursor, encodeCursor } from '../keys/cursor.js'
 import type { ApiKeyRecord, KeyPatch, NewKeyInput, Page, Scope } from '../keys/types.js'
 import type { SharedStore } from '../stores/shared-store.js'
 
@@ -69,9 +70,17 @@ function toRecord (row: KeyRow): ApiKeyRecord {
   }
 }
 
+/** A key naming a policy that no longer exists (deleted after the route checked it) is a bad request, not a 500. */
+function unknownPolicy (err: unknown): never {
+  if ((err as { code?: unknown }).code === '23503') throw gatewayError('VALIDATION_FAILED', 'body/policyId: no such policy')
+  throw err
+}
+
 export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flushLastUsed: () => Promise<void>, forget: (id: string) => void } {
   const cache = new Map<string, { record: ApiKeyRecord, loadedAt: number }>()
   const used = new Set<string>()
+  // Counts invalidations, so a read that raced one does not put its stale row back in the cache.
+  let forgotten = 0
 
   async function load (id: string): Promise<ApiKeyRecord | undefined> {
     if (!KEY_ID_PATTERN.test(id)) return undefined
@@ -97,16 +106,16 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
         insert into api_keys (id, name, secret_hash, scopes, policy_id, allowed_ips, rate_limit, max_connections, expires_at)
         values (${key.id}, ${input.name}, ${key.secretHash}, ${input.scopes ?? []}, ${input.policyId ?? null},
                 ${input.allowedIps ?? []}, ${jsonb(input.rateLimit) as never}, ${input.maxConnections ?? null}, ${input.expiresAt ?? null})
-        returning *`
+        returning *`.catch(unknownPolicy)
       return { record: toRecord(row), apiKey: key.apiKey }
     },
 
     async list (limit, cursor) {
-      const after = cursor === undefined ? undefined : decodeCursor(cursor, ['string', 'string'])
+      const after = cursor === undefined ? undefined : decodeTimeCursor(cursor)
       // created_at as text keeps its microseconds: a Date would round it and skip or repeat rows at page edges.
       const rows = await sql<Array<KeyRow & { cursor_at: string }>>`
-        select *, created_at::text as cursor_at from api_keys
-        ${after === undefined ? sql`` : sql`where (created_at, id) < (${after[0] as string}::timestamptz, ${after[1] as string})`}
+        select *, to_char(created_at at time zone 'UTC', ${CURSOR_TIME_FORMAT}) as cursor_at from api_keys
+        ${after === undefined ? sql`` : sql`where (created_at, id) < (${after.at}::timestamptz, ${after.id})`}
         order by created_at desc, id desc limit ${limit + 1}`
       const page = rows.slice(0, limit)
       const last = page[page.length - 1]
@@ -126,7 +135,7 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
       if (patch.maxConnections !== undefined) columns.max_connections = patch.maxConnections
       if (patch.expiresAt !== undefined) columns.expires_at = patch.expiresAt
       if (Object.keys(columns).length === 0) return await load(id)
-      const [row] = await sql<KeyRow[]>`update api_keys set ${sql(columns as Record<string, never>)} where id = ${id} returning *`
+      const [row] = await sql<KeyRow[]>`update api_keys set ${sql(columns as Record<string, never>)} where id = ${id} returning *`.catch(unknownPolicy)
       return await changed(row === undefined ? undefined : toRecord(row))
     },
 
@@ -153,9 +162,11 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
     async findForAuth (id) {
       const cached = cache.get(id)
       if (cached !== undefined && Date.now() - cached.loadedAt < CACHE_FRESH_MS) return cached.record
+      const epoch = forgotten
       try {
         const record = await load(id)
-        if (record !== undefined) cache.set(id, { record, loadedAt: Date.now() })
+        // A change broadcast while this read was in flight may postdate what it read: use it once, do not cache it.
+        if (record !== undefined && epoch === forgotten) cache.set(id, { record, loadedAt: Date.now() })
         return record
       } catch (err) {
         // PostgreSQL away: a key this instance knows keeps working on its cached state (SPEC §7).
@@ -178,6 +189,7 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
     },
 
     forget (id) {
+      forgotten++
       cache.delete(id)
     },
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
 import { gatewayError } from '../errors.js'
-import { decodeCursor, encodeCursor } from '../keys/cursor.js'
+import { CURSOR_TIME_FORMAT, decodeTimeCursor, encodeCursor } from '../keys/cursor.js'
 import type { Page } from '../keys/types.js'
 import { compilePolicy, DENY_ALL, type CompiledPolicy } from '../policies/engine.js'
 import type { PolicyRule } from '../policies/types.js'
@@ -62,13 +62,23 @@ export function createPolicyStore (sql: Sql, store: SharedStore): PolicyStore & 
   const compiledById = new Map<string, CompiledPolicy>()
   const listeners: Array<(id: string) => void> = []
 
-  async function reload (id?: string): Promise<void> {
+  // Reloads run one at a time, in the order asked: a periodic full reload that read the table before a
+  // change must not land after the change's own reload and put the old rules back for 30 s.
+  let reloading: Promise<void> = Promise.resolve()
+
+  async function reloadNow (id?: string): Promise<void> {
     const rows = id === undefined
       ? await sql<PolicyRow[]>`select * from policies`
       : await sql<PolicyRow[]>`select * from policies where id = ${id}`
     if (id === undefined) compiledById.clear()
     else compiledById.delete(id)
     for (const row of rows) compiledById.set(row.id, compilePolicy({ rules: row.rules }))
+  }
+
+  async function reload (id?: string): Promise<void> {
+    const run = reloading.then(async () => { await reloadNow(id) })
+    reloading = run.catch(() => {})
+    await run
   }
 
   async function announce (id: string): Promise<void> {
@@ -94,10 +104,10 @@ export function createPolicyStore (sql: Sql, store: SharedStore): PolicyStore & 
       return toRecord(row)
     },
     async list (limit, cursor) {
-      const after = cursor === undefined ? undefined : decodeCursor(cursor, ['string', 'string'])
+      const after = cursor === undefined ? undefined : decodeTimeCursor(cursor)
       const rows = await sql<Array<PolicyRow & { cursor_at: string }>>`
-        select *, created_at::text as cursor_at from policies
-        ${after === undefined ? sql`` : sql`where (created_at, id) < (${after[0] as string}::timestamptz, ${after[1] as string})`}
+        select *, to_char(created_at at time zone 'UTC', ${CURSOR_TIME_FORMAT}) as cursor_at from policies
+        ${after === undefined ? sql`` : sql`where (created_at, id) < (${after.at}::timestamptz, ${after.id})`}
         order by created_at desc, id desc limit ${limit + 1}`
       const page = rows.slice(0, limit)
       const last = page[page.length - 1]
@@ -123,6 +133,10 @@ export function createPolicyStore (sql: Sql, store: SharedStore): PolicyStore & 
         const [inUse] = await tx`select 1 from api_keys where policy_id = ${id} limit 1 for share`
         if (inUse !== undefined) throw gatewayError('CONFLICT', 'The policy is in use by at least one key')
         return (await tx`delete from policies where id = ${id}`).count > 0
+      }).catch((err: unknown) => {
+        // A key given this policy after the check above: the foreign key refuses the delete.
+        if ((err as { code?: unknown }).code === '23503') throw gatewayError('CONFLICT', 'The policy is in use by at least one key')
+        throw err
       })
       if (removed) await announce(id)
       return removed

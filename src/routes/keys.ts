@@ -65,12 +65,26 @@ function view (key: ApiKeyRecord): Omit<ApiKeyRecord, 'secretHash' | 'previousSe
   return visible
 }
 
-async function checkReferences (app: Parameters<FastifyPluginAsyncTypebox>[0], body: KeyPatch): Promise<void> {
+/**
+ * An RFC 3339 time as UTC ISO text PostgreSQL reads back. The schema's
+ * `date-time` format lets through what timestamptz refuses (year 0000, a +23:59
+ * offset), which would otherwise end as a 500.
+ */
+function normalizeTime (value: string): string {
+  const ms = Date.parse(value)
+  const year = Number.isFinite(ms) ? new Date(ms).getUTCFullYear() : NaN
+  if (!(year >= 1 && year <= 9999)) throw gatewayError('VALIDATION_FAILED', `body/expiresAt: "${value.slice(0, 64)}" is not a time between the years 1 and 9999`)
+  return new Date(ms).toISOString()
+}
+
+/** Checks what the schema cannot (CIDRs, the policy exists, a storable time) and returns the body with its time normalised. */
+async function checkReferences<T extends KeyPatch> (app: Parameters<FastifyPluginAsyncTypebox>[0], body: T): Promise<T> {
   const badIp = body.allowedIps?.find((ip) => !isCidr(ip))
   if (badIp !== undefined) throw gatewayError('VALIDATION_FAILED', `body/allowedIps: "${badIp}" is not an IP address or CIDR range`)
   if (typeof body.policyId === 'string' && await app.policies.get(body.policyId) === undefined) {
     throw gatewayError('VALIDATION_FAILED', `body/policyId: no policy ${body.policyId}`)
   }
+  return typeof body.expiresAt === 'string' ? { ...body, expiresAt: normalizeTime(body.expiresAt) } : body
 }
 
 const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -79,8 +93,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/keys', {
     schema: { tags: ['keys'], summary: 'Issue a key (its full secret is in this response only)', body: CreateKeyBody, response: { 201: KeyWithSecret, ...errorResponses(400, 401, 403) } }
   }, async (req, reply) => {
-    await checkReferences(app, req.body)
-    const { record, apiKey } = await app.keys.create(req.body)
+    const { record, apiKey } = await app.keys.create(await checkReferences(app, req.body))
     return await reply.code(201).send({ ...view(record), apiKey })
   })
 
@@ -102,8 +115,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.patch('/v1/keys/:id', {
     schema: { tags: ['keys'], params: IdParams, body: PatchKeyBody, response: { 200: KeyView, ...errorResponses(400, 401, 403, 404) } }
   }, async (req) => {
-    await checkReferences(app, req.body)
-    const key = await app.keys.update(req.params.id, req.body)
+    const key = await app.keys.update(req.params.id, await checkReferences(app, req.body))
     if (key === undefined) throw notFound()
     return view(key)
   })
@@ -123,18 +135,20 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/v1/keys/:id/rotate', {
+    // The body is optional (SPEC §4): none at all means gracePeriodSeconds 0, but a JSON null is still refused.
+    preValidation: async (req) => { if (req.body === undefined) req.body = {} },
     schema: {
       tags: ['keys'],
       summary: 'Issue a new secret; the old one works for gracePeriodSeconds more',
       params: IdParams,
-      body: Type.Optional(Strict({ gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })) })),
+      body: Strict({ gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })) }),
       response: { 200: KeyWithSecret, ...errorResponses(400, 401, 403, 404, 409) }
     }
   }, async (req) => {
     const existing = await app.keys.get(req.params.id)
     if (existing === undefined) throw notFound()
     if (existing.revokedAt !== null) throw gatewayError('CONFLICT', 'A revoked key cannot be rotated')
-    const rotated = await app.keys.rotate(req.params.id, req.body?.gracePeriodSeconds ?? 0)
+    const rotated = await app.keys.rotate(req.params.id, req.body.gracePeriodSeconds ?? 0)
     if (rotated === undefined) throw notFound()
     return { ...view(rotated.record), apiKey: rotated.apiKey }
   })

@@ -4,7 +4,7 @@ import type { Principal } from '../auth/principal.js'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { clientBucket } from '../net/ip.js'
 import { can } from '../policies/engine.js'
-import type { Credential } from '../plugins/gatekeeper.js'
+import type { AttemptContext, Credential } from '../plugins/gatekeeper.js'
 import { connectRefusal } from './refusal.js'
 import type { GatewaySocket } from './types.js'
 
@@ -46,19 +46,19 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
   return async (socket: GatewaySocket, next: (err?: Error) => void): Promise<void> => {
     const namespace = socket.nsp.name
     const ip = clientIp(socket.request)
+    const attempt = { ip, transport: 'socket' as const, namespace, userAgent: socket.handshake.headers['user-agent'] ?? null }
+    let slotKeyId: string | undefined
     try {
-      if (!originAllowed(socket.request)) throw gatewayError('ORIGIN_NOT_ALLOWED')
-      await app.consume(`connect:${clientBucket(ip)}`, connectRate, 'connect')
-      let counted = false
+      await refuseBeforeCredential(app, attempt, async () => {
+        if (!originAllowed(socket.request)) throw gatewayError('ORIGIN_NOT_ALLOWED')
+        await app.consume(`connect:${clientBucket(ip)}`, connectRate, 'connect')
+      })
       const principal = await app.admit(handshakeCredential(socket), {
-        ip,
-        transport: 'socket',
-        namespace,
-        userAgent: socket.handshake.headers['user-agent'] ?? null,
+        ...attempt,
         authorize: async (p: Principal) => {
           if (p.ns !== undefined && !p.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
           if (!can(app.policies.compiled(p.policyId), p, 'connect', namespace)) throw gatewayError('FORBIDDEN', `Policy does not allow connect on ${namespace}`)
-          counted = await reserveConnection(app, p.keyId)
+          if (await reserveConnection(app, p.keyId)) slotKeyId = p.keyId
         }
       })
       const key = await app.keys.findForAuth(principal.keyId)
@@ -66,19 +66,34 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
         principal,
         ip,
         keyRateLimit: key?.rateLimit ?? null,
-        countsConnection: counted,
         packetBytes: 0,
         windowStart: 0,
         windowCount: 0,
         windowRefused: 0,
-        expired: false,
-        timers: []
+        expired: false
       }
+      if (slotKeyId !== undefined) holdConnectionSlot(app, socket, slotKeyId)
       next()
     } catch (err) {
+      if (slotKeyId !== undefined) releaseConnection(app, slotKeyId)
       if (!isGatewayError(err)) app.log.error({ err }, 'socket connection gate failed')
       next(connectRefusal(isGatewayError(err) ? err : gatewayError('UNAVAILABLE')))
     }
+  }
+}
+
+/**
+ * Checks that refuse a handshake before its credential is read (origin,
+ * connection rate): `admit` audits the rest, so these are audited here, one
+ * row per attempt either way.
+ */
+async function refuseBeforeCredential (app: FastifyInstance, attempt: Omit<AttemptContext, 'authorize'>, checks: () => Promise<void>): Promise<void> {
+  try {
+    await checks()
+  } catch (err) {
+    const refusal = isGatewayError(err) ? err : gatewayError('UNAVAILABLE')
+    app.audit.record({ ...attempt, keyId: null, outcome: 'refused', reason: refusal.code })
+    throw refusal
   }
 }
 
@@ -95,8 +110,29 @@ async function reserveConnection (app: FastifyInstance, keyId: string): Promise<
     throw gatewayError('UNAVAILABLE')
   }
   if (live > key.maxConnections) {
-    await app.store.adjust(connectionCountKey(keyId), -1).catch(() => {})
+    releaseConnection(app, keyId)
     throw gatewayError('RATE_LIMITED', `The key already has ${key.maxConnections} live connections`)
   }
   return true
+}
+
+function releaseConnection (app: FastifyInstance, keyId: string): void {
+  void app.store.adjust(connectionCountKey(keyId), -1).catch(() => {})
+}
+
+/**
+ * Gives the slot back exactly once: when the socket disconnects, or when the
+ * client went away before the socket connected (socket.io then drops it
+ * without a `disconnect` event).
+ */
+function holdConnectionSlot (app: FastifyInstance, socket: GatewaySocket, keyId: string): void {
+  let held = true
+  const release = (): void => {
+    if (!held) return
+    held = false
+    socket.conn.off('close', release)
+    releaseConnection(app, keyId)
+  }
+  socket.conn.once('close', release)
+  socket.once('disconnect', release)
 }

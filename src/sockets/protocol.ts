@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { keyRoom } from '../plugins/io.js'
-import { connectionCountKey } from './connection-gate.js'
 import type { MessagePayload, RefreshPayload, RoomPayload } from './envelopes.js'
 import { packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
@@ -19,23 +18,34 @@ type Ack = ((response: unknown) => void) | undefined
 const EXPIRING_NOTICE_MS = 60_000
 const EXPIRED_GRACE_MS = 30_000
 
-/** `auth:expiring` 60 s before exp; at exp `auth:expired`; 30 s later, without a refresh, disconnect. */
-function scheduleExpiry (socket: GatewaySocket): void {
-  for (const timer of socket.data.timers) clearTimeout(timer)
-  socket.data.timers = []
-  socket.data.expired = false
-  const exp = socket.data.principal.exp
-  if (exp === undefined) return
-  const expiresAt = new Date(exp * 1000).toISOString()
-  const untilExpiry = exp * 1000 - Date.now()
-  socket.data.timers.push(
-    setTimeout(() => { socket.emit('auth:expiring', { expiresAt }) }, Math.max(0, untilExpiry - EXPIRING_NOTICE_MS)),
-    setTimeout(() => {
-      socket.data.expired = true
-      socket.emit('auth:expired', { expiresAt })
-      socket.data.timers.push(setTimeout(() => socket.disconnect(true), EXPIRED_GRACE_MS))
-    }, Math.max(0, untilExpiry))
-  )
+/**
+ * `auth:expiring` 60 s before exp; at exp `auth:expired`; 30 s later, without
+ * a refresh, disconnect. The timers live here, not in `socket.data`, which
+ * must stay plain data (the Redis adapter serialises it).
+ */
+function createExpiryClock (socket: GatewaySocket): { schedule: () => void, clear: () => void } {
+  let timers: NodeJS.Timeout[] = []
+  const clear = (): void => {
+    for (const timer of timers) clearTimeout(timer)
+    timers = []
+  }
+  const schedule = (): void => {
+    clear()
+    socket.data.expired = false
+    const exp = socket.data.principal.exp
+    if (exp === undefined) return
+    const expiresAt = new Date(exp * 1000).toISOString()
+    const untilExpiry = exp * 1000 - Date.now()
+    timers.push(
+      setTimeout(() => { socket.emit('auth:expiring', { expiresAt }) }, Math.max(0, untilExpiry - EXPIRING_NOTICE_MS)),
+      setTimeout(() => {
+        socket.data.expired = true
+        socket.emit('auth:expired', { expiresAt })
+        timers.push(setTimeout(() => socket.disconnect(true), EXPIRED_GRACE_MS))
+      }, Math.max(0, untilExpiry))
+    )
+  }
+  return { schedule, clear }
 }
 
 /** Builds the relayed message once; every member of the room receives the same object. */
@@ -66,7 +76,8 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
     ack?.({ ok: true, id: message.id })
   }))
   void socket.join([`user:${principal.sub}`, keyRoom(principal.keyId)])
-  scheduleExpiry(socket)
+  const expiry = createExpiryClock(socket)
+  expiry.schedule()
 
   socket.on('join', (payload: RoomPayload, ack: Ack) => {
     void socket.join(payload.room)
@@ -79,7 +90,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
   })
 
   socket.on('auth:refresh', (payload: RefreshPayload, ack: Ack) => {
-    void refresh(app, socket, payload.token).then(
+    void refresh(app, socket, payload.token, expiry.schedule).then(
       (expiresAt) => { ack?.({ ok: true, expiresAt }) },
       (err: unknown) => {
         const refusal = packetRefusal(isGatewayError(err) ? err : gatewayError('UNAVAILABLE'))
@@ -88,14 +99,11 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
       })
   })
 
-  socket.on('disconnect', () => {
-    for (const timer of socket.data.timers) clearTimeout(timer)
-    if (socket.data.countsConnection) void app.store.adjust(connectionCountKey(principal.keyId), -1).catch(() => {})
-  })
+  socket.on('disconnect', expiry.clear)
 }
 
 /** Swaps the token of a live connection: same key and subject, checked like a new connection. */
-async function refresh (app: FastifyInstance, socket: GatewaySocket, token: string): Promise<string> {
+async function refresh (app: FastifyInstance, socket: GatewaySocket, token: string, rescheduleExpiry: () => void): Promise<string> {
   const current = socket.data.principal
   const namespace = socket.nsp.name
   const next = await app.admit({ kind: 'token', value: token }, {
@@ -111,6 +119,6 @@ async function refresh (app: FastifyInstance, socket: GatewaySocket, token: stri
   const key = await app.keys.findForAuth(next.keyId)
   socket.data.principal = next
   socket.data.keyRateLimit = key?.rateLimit ?? null
-  scheduleExpiry(socket)
+  rescheduleExpiry()
   return new Date((next.exp ?? 0) * 1000).toISOString()
 }

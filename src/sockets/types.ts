@@ -2,14 +2,16 @@ import type { Namespace, Server, Socket } from 'socket.io'
 import type { Principal } from '../auth/principal.js'
 import type { KeyRateLimit } from '../keys/types.js'
 
-/** What the gateway keeps on each socket (`socket.data`). */
+/**
+ * What the gateway keeps on each socket (`socket.data`). Plain data only: the
+ * Redis adapter serialises it as JSON for `fetchSockets` on other instances,
+ * so timers or functions here would break cluster-wide revocation.
+ */
 export interface SocketState {
   principal: Principal
   ip: string
   /** The key's publish limit, from its record at (re)authentication. */
   keyRateLimit: KeyRateLimit | null
-  /** Counts a live connection against the key's maxConnections (released on disconnect). */
-  countsConnection: boolean
   /** Size in bytes of the packet being processed (engine.io frame). */
   packetBytes: number
   /** Per-socket packet window: the limit is local to one connection, so it is counted here, exactly. */
@@ -18,7 +20,6 @@ export interface SocketState {
   windowRefused: number
   /** Set when the token expired: packets other than auth:refresh are refused. */
   expired: boolean
-  timers: NodeJS.Timeout[]
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the protocol's events are open-ended (any event E is relayed)
