@@ -23,6 +23,8 @@ export type NamespaceName = typeof NAMESPACES[number]
 export const keyRoom = (keyId: string): string => `key:${keyId}`
 // Instances that do not answer a cluster-wide request within this are reported, not waited for.
 const CLUSTER_REQUEST_TIMEOUT_MS = 1000
+// Socket.IO's own default ceiling for one transport message.
+const TRANSPORT_MAX_BUFFER = 1_000_000
 
 export default fp(async (app) => {
   const { config, redisStore } = app
@@ -51,7 +53,9 @@ export default fp(async (app) => {
   await app.register(fastifySocketIO.default, {
     path: '/socket.io',
     serveClient: false,
-    maxHttpBufferSize: config.socketMaxPayload,
+    // SOCKET_MAX_PAYLOAD is enforced per packet by the packet gate, which answers PAYLOAD_TOO_LARGE and keeps the
+    // connection; this is only the transport's hard ceiling (a polling body carries several packets), past which it closes.
+    maxHttpBufferSize: Math.max(4 * config.socketMaxPayload, TRANSPORT_MAX_BUFFER),
     // The Origin check itself is in the connection middleware, where the client can be told ORIGIN_NOT_ALLOWED.
     cors: config.corsOrigins.length > 0 ? { origin: config.corsOrigins, credentials: true } : undefined,
     connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
@@ -67,17 +71,17 @@ export default fp(async (app) => {
   })
 
   app.decorate('disconnectKey', async (keyId: string) => {
-    let disconnected = 0
-    let incomplete = false
-    await Promise.all(NAMESPACES.map(async (name) => {
+    const counts = await Promise.all(NAMESPACES.map(async (name) => {
       const target = app.io.of(name).in(keyRoom(keyId))
+      let found: number | undefined
       try {
-        disconnected += (await target.fetchSockets()).length
+        found = (await target.fetchSockets()).length
       } catch {
-        incomplete = true
+        // An instance did not answer within the adapter's timeout: say so rather than guess.
       }
       target.disconnectSockets(true)
+      return found
     }))
-    return { disconnected, incomplete }
+    return { disconnected: counts.reduce<number>((sum, n) => sum + (n ?? 0), 0), incomplete: counts.includes(undefined) }
   })
 }, { name: 'io', dependencies: ['config', 'redis'] })

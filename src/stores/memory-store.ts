@@ -37,6 +37,28 @@ export function createMemoryStore (): SharedStore {
       else counters.set(key, value)
       return Math.max(0, value)
     },
+    async lease (key, windowMs, max, want) {
+      const now = Date.now()
+      let w = windows.get(key)
+      if (w === undefined || w.resetAt <= now) {
+        w = { count: 0, resetAt: now + windowMs }
+        windows.set(key, w)
+      }
+      const granted = Math.max(0, Math.min(want, max - w.count))
+      w.count += granted
+      return { granted, resetInMs: w.resetAt - now }
+    },
+    async acquireSlot (key, max) {
+      const taken = counters.get(key) ?? 0
+      if (taken >= max) return false
+      counters.set(key, taken + 1)
+      return true
+    },
+    async releaseSlot (key) {
+      const taken = (counters.get(key) ?? 0) - 1
+      if (taken <= 0) counters.delete(key)
+      else counters.set(key, taken)
+    },
     async setFlag (key, ttlMs) {
       flags.set(key, Date.now() + ttlMs)
     },

@@ -15,8 +15,21 @@ export interface SharedStore {
   readonly kind: 'redis' | 'memory'
   /** Adds `by` (default 1) to the key's count in its current fixed window. */
   hit: (key: string, windowMs: number, by?: number) => Promise<WindowCount>
-  /** Adds `delta` to a plain counter (e.g. live connections) and returns the new value. */
+  /** Adds `delta` to a plain counter and returns the new value. */
   adjust: (key: string, delta: number) => Promise<number>
+  /**
+   * Leases up to `want` units of a fixed-window quota of `max`: never grants
+   * more than `max` in a window, whoever asks. Returns the units granted (0 when
+   * the window is spent) and the milliseconds the window has left.
+   */
+  lease: (key: string, windowMs: number, max: number, want: number) => Promise<{ granted: number, resetInMs: number }>
+  /**
+   * Takes one of `max` slots (live connections of a key) for this instance;
+   * false when all are taken. Slots held by instances that stopped
+   * heartbeating (crashed) are not counted.
+   */
+  acquireSlot: (key: string, max: number) => Promise<boolean>
+  releaseSlot: (key: string) => Promise<void>
   /** Marks a key (revoked jti, blocked IP) for `ttlMs`. */
   setFlag: (key: string, ttlMs: number) => Promise<void>
   /** Milliseconds left on the first of `keys` that is set, or 0 when none is. */

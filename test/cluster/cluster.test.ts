@@ -1,0 +1,147 @@
+import t from 'tap'
+import { io, type Socket } from 'socket.io-client'
+import { ADMIN_KEY, isolatedEnv, realServers, sleep } from '../helper.js'
+import { startInstance, stopInstance, type Instance } from '../support/cluster.js'
+
+// Three real gateway processes on one Redis and one PostgreSQL (SPEC §1: nothing correct on one instance may become wrong on three).
+t.test('three instances behave as one gateway', { skip: realServers ? false : 'needs the real PostgreSQL and Redis of make test' }, async (t) => {
+  const env = await isolatedEnv(t, {
+    LOG_LEVEL: 'warn',
+    TRUST_PROXY: 'true',
+    RATE_LIMIT_TOKEN: '5/minute',
+    RATE_LIMIT_CONNECT: '1000/minute',
+    ANOMALY_MAX_FAILURES: '1000/minute',
+    JWT_SECRET: 'cluster-test-secret-0123456789abcdefghijklmnop'
+  })
+  const nodes: Instance[] = await Promise.all([startInstance(env), startInstance(env), startInstance(env)])
+  t.teardown(async () => { await Promise.all(nodes.map(async (n) => await stopInstance(n))) })
+
+  let nextIp = 1
+  /** Each token comes "from" its own client address (TRUST_PROXY), so the per-IP token limit is only hit on purpose. */
+  const freshIp = (): string => `10.77.${Math.floor(nextIp / 250)}.${(nextIp++ % 250) + 1}`
+
+  async function api (node: Instance, method: string, path: string, body?: unknown, headers: Record<string, string> = { 'x-api-key': ADMIN_KEY }): Promise<{ status: number, json: any }> {
+    const res = await fetch(node.url + path, {
+      method,
+      headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    })
+    const text = await res.text()
+    return { status: res.status, json: text.length > 0 ? JSON.parse(text) : undefined }
+  }
+
+  const rules = [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms: ['lobby', 'room:*'] }]
+  const policy = await api(nodes[0], 'POST', '/v1/policies', { name: 'cluster-chat', rules })
+  t.equal(policy.status, 201)
+
+  async function newKey (extra: Record<string, unknown> = {}): Promise<{ id: string, apiKey: string }> {
+    const res = await api(nodes[0], 'POST', '/v1/keys', { name: 'cluster', scopes: ['publish', 'token:delegate'], policyId: policy.json.id, ...extra })
+    return res.json
+  }
+  async function token (node: Instance, apiKey: string, sub: string, ip = freshIp()): Promise<string> {
+    const res = await api(node, 'POST', '/auth/token', { sub }, { 'x-api-key': apiKey, 'x-forwarded-for': ip })
+    if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(res.json)}`)
+    return res.json.accessToken
+  }
+  async function socketOn (node: Instance, tokenValue: string): Promise<Socket> {
+    const socket = io(`${node.url}/chat`, { auth: { token: tokenValue }, transports: ['websocket'], reconnection: false, forceNew: true })
+    t.teardown(() => { socket.close() })
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve())
+      socket.once('connect_error', (err) => reject(err))
+    })
+    return socket
+  }
+  const key = await newKey()
+
+  await t.test('a message from instance 1 reaches members on 2 and 3 exactly once; an HTTP publish through 2 likewise', async (t) => {
+    const sender = await socketOn(nodes[0], await token(nodes[0], key.apiKey, 'sender'))
+    const members = [await socketOn(nodes[1], await token(nodes[1], key.apiKey, 'm2')), await socketOn(nodes[2], await token(nodes[2], key.apiKey, 'm3'))]
+    for (const m of members) t.same(await m.emitWithAck('join', { room: 'room:fanout' }), { ok: true })
+    const received: string[][] = members.map(() => [])
+    members.forEach((m, i) => m.on('message', (msg: { id: string }) => received[i].push(msg.id)))
+    const ack = await sender.emitWithAck('message', { room: 'room:fanout', data: 'hello' })
+    const published = await api(nodes[1], 'POST', '/v1/publish', { namespace: '/chat', room: 'room:fanout', event: 'message', data: 'from http' }, { 'x-api-key': key.apiKey })
+    t.equal(published.status, 202)
+    await sleep(500)
+    for (const ids of received) t.same(ids.sort(), [ack.id, published.json.id].sort(), 'each member got each message once')
+  })
+
+  await t.test('a key revoked through instance 2 disconnects its sockets on 1 and 3 within 1 s, and the response counts them', async (t) => {
+    const doomed = await newKey()
+    const sockets = [await socketOn(nodes[0], await token(nodes[0], doomed.apiKey, 'a')), await socketOn(nodes[2], await token(nodes[2], doomed.apiKey, 'b'))]
+    const gone = sockets.map(async (s) => await new Promise<number>((resolve) => { s.once('disconnect', () => resolve(Date.now())) }))
+    const started = Date.now()
+    const res = await api(nodes[1], 'POST', `/v1/keys/${doomed.id}/revoke`)
+    t.equal(res.status, 200)
+    t.equal(res.json.disconnected, 2)
+    t.notOk(res.json.incomplete)
+    for (const at of await Promise.all(gone)) t.ok(at - started < 1000, `disconnected after ${at - started} ms`)
+  })
+
+  await t.test('a policy change through instance 3 is enforced on instance 1 within 1 s', async (t) => {
+    const own = await api(nodes[0], 'POST', '/v1/policies', { name: 'cluster-live', rules })
+    const k = await newKey({ policyId: own.json.id })
+    const s = await socketOn(nodes[0], await token(nodes[0], k.apiKey, 'live'))
+    t.equal((await s.emitWithAck('message', { room: 'room:x', data: 1 })).ok, true, 'allowed before')
+    const narrowed = [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms: ['lobby'] }]
+    t.equal((await api(nodes[2], 'PUT', `/v1/policies/${own.json.id}`, { name: 'cluster-live', rules: narrowed })).status, 200)
+    const started = Date.now()
+    let refusedAt = 0
+    while (Date.now() - started < 2000) {
+      const ack = await s.emitWithAck('message', { room: 'room:x', data: 2 })
+      if (ack.ok === false) { refusedAt = Date.now(); t.equal(ack.error.code, 'FORBIDDEN'); break }
+      await sleep(50)
+    }
+    t.ok(refusedAt > 0 && refusedAt - started < 1000, `refused after ${refusedAt - started} ms`)
+  })
+
+  await t.test('a per-key limit of N publishes holds to N across the three instances', async (t) => {
+    const limited = await newKey({ rateLimit: { max: 6, windowSeconds: 60 } })
+    const sockets = await Promise.all(nodes.map(async (n, i) => await socketOn(n, await token(n, limited.apiKey, `lim${i}`))))
+    let accepted = 0
+    for (let round = 0; round < 4; round++) {
+      const acks = await Promise.all(sockets.map(async (s) => await s.emitWithAck('message', { room: 'lobby', data: round })))
+      accepted += acks.filter((a) => a.ok === true).length
+    }
+    const http = await api(nodes[1], 'POST', '/v1/publish', { namespace: '/chat', room: 'lobby', event: 'message', data: 'x' }, { 'x-api-key': limited.apiKey })
+    t.equal(accepted, 6, '6 of 12 socket publishes accepted')
+    t.equal(http.status, 429, 'the HTTP publish counts in the same limit')
+  })
+
+  await t.test('RATE_LIMIT_TOKEN per IP holds across the three instances', async (t) => {
+    const ip = freshIp()
+    const statuses: number[] = []
+    for (let i = 0; i < 7; i++) {
+      const res = await api(nodes[i % 3], 'POST', '/auth/token', {}, { 'x-api-key': key.apiKey, 'x-forwarded-for': ip })
+      statuses.push(res.status)
+    }
+    t.same(statuses, [200, 200, 200, 200, 200, 429, 429])
+  })
+
+  await t.test('maxConnections holds across instances', async (t) => {
+    const capped = await newKey({ maxConnections: 2 })
+    const first = await socketOn(nodes[0], await token(nodes[0], capped.apiKey, 'c1'))
+    await socketOn(nodes[1], await token(nodes[1], capped.apiKey, 'c2'))
+    const third = await socketOn(nodes[2], await token(nodes[2], capped.apiKey, 'c3')).catch((err: Error & { data?: { code: string } }) => err)
+    t.equal((third as Error).message, 'RATE_LIMITED')
+    first.close()
+    await sleep(200)
+    const again = await socketOn(nodes[2], await token(nodes[2], capped.apiKey, 'c4'))
+    t.ok(again.connected, 'a slot freed on one instance is usable on another')
+  })
+
+  await t.test('killing one instance (SIGKILL) loses no other instance\'s sockets', async (t) => {
+    const a = await socketOn(nodes[0], await token(nodes[0], key.apiKey, 'survivor-a'))
+    const b = await socketOn(nodes[1], await token(nodes[1], key.apiKey, 'survivor-b'))
+    await socketOn(nodes[2], await token(nodes[2], key.apiKey, 'victim'))
+    t.same(await b.emitWithAck('join', { room: 'room:survive' }), { ok: true })
+    nodes[2].child.kill('SIGKILL')
+    await nodes[2].exited
+    await sleep(300)
+    t.ok(a.connected && b.connected)
+    const got = new Promise((resolve) => b.once('message', resolve))
+    t.equal((await a.emitWithAck('message', { room: 'room:survive', data: 'still here' })).ok, true)
+    t.match(await got, { data: 'still here', from: { sub: 'survivor-a' } })
+  })
+})
