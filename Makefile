@@ -3,6 +3,7 @@
 #   make dev        run the gateway (src/server.ts); environment passes through
 #   make test       start private PostgreSQL + Redis, run the tap suite, stop them
 #   make bench      run the benchmarks (bench/run.ts)
+#   make cluster    Redis, PostgreSQL, three instances on 3001-3003 (+ nginx on 3000); Ctrl-C stops all
 #   make build      compile to dist/
 #   make typecheck  type-check only
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ SHELL := /bin/bash
 TEST_SERVERS := scripts/test-servers.sh
 TEST_SERVERS_STATE ?= $(CURDIR)/.test-servers.env
 
-.PHONY: help install dev test bench build typecheck test-servers-start test-servers-stop
+.PHONY: help install dev test bench build typecheck cluster test-servers-start test-servers-stop
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -50,6 +51,9 @@ test-servers-start:
 
 test-servers-stop:
 	@TEST_SERVERS_STATE="$(TEST_SERVERS_STATE)" bash $(TEST_SERVERS) stop
+
+cluster: node_modules
+	@bash scripts/cluster.sh
 
 bench: node_modules
 	@npx tsx bench/run.ts
