@@ -1,0 +1,75 @@
+import t from 'tap'
+import type { Socket } from 'socket.io-client'
+import type { FastifyInstance } from 'fastify'
+import type { Tap } from 'tap'
+import { adminHeaders, buildFrom, connect, connected, createKey, createPolicy, listen, mintToken, sleep, isolatedEnv } from '../helper.js'
+
+const chatRules = (rooms: string[]): unknown[] => [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms }]
+
+/**
+ * Socket.IO's connection-state recovery needs an adapter that keeps sessions:
+ * the in-memory one (this app has PostgreSQL but no Redis) or the Redis
+ * Streams adapter; the Redis pub/sub adapter has none.
+ */
+async function buildWithoutRedis (t: Tap.Test): Promise<FastifyInstance> {
+  const env = await isolatedEnv(t)
+  delete env.REDIS_URL
+  return await buildFrom(t, env)
+}
+
+/** Drops the transport without a goodbye, as a network cut does; the client reconnects and asks to recover. */
+async function cutAndReconnect (socket: Socket): Promise<'recovered' | 'fresh' | string> {
+  const outcome = new Promise<string>((resolve) => {
+    socket.once('connect', () => resolve(socket.recovered ? 'recovered' : 'fresh'))
+    socket.io.once('reconnect_error', (err) => resolve(`error:${err.message}`))
+    socket.once('connect_error', (err) => resolve(err.message))
+  })
+  socket.io.engine.close()
+  return await outcome
+}
+
+t.test('a recovered session is authenticated again and keeps only the rooms its policy still allows', async (t) => {
+  const app = await buildWithoutRedis(t)
+  const policyId = await createPolicy(app, chatRules(['lobby', 'room:*']))
+  const { apiKey } = await createKey(app, { policyId, scopes: ['token:delegate'] })
+  const url = await listen(app)
+  const options = { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 }
+  const member = connect(t, `${url}/chat`, { ...options, auth: { token: await mintToken(app, apiKey, { sub: 'member' }) } })
+  // The sender has a policy of its own, so narrowing the member's leaves it free to publish to room:a.
+  const senderKey = await createKey(app, { policyId: await createPolicy(app, chatRules(['lobby', 'room:*'])) })
+  const sender = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, senderKey.apiKey) } })
+  await Promise.all([connected(member), connected(sender)])
+  await member.emitWithAck('join', { room: 'room:a' })
+  await member.emitWithAck('join', { room: 'lobby' })
+  // Recovery resumes from the last broadcast the client received: give it one.
+  const first = new Promise((resolve) => member.once('message', resolve))
+  await sender.emitWithAck('message', { room: 'lobby', data: 0 })
+  await first
+
+  // Narrow the policy, then cut the member's connection before it hears of it.
+  const narrowed = await app.inject({ method: 'PUT', url: `/v1/policies/${policyId}`, headers: adminHeaders, payload: { name: 'narrowed', rules: chatRules(['lobby']) } })
+  t.equal(narrowed.statusCode, 200)
+  t.equal(await cutAndReconnect(member), 'recovered')
+  await sleep(100)
+  const got: string[] = []
+  member.on('message', (m: { room: string }) => got.push(m.room))
+  await sender.emitWithAck('message', { room: 'lobby', data: 1 })
+  t.equal((await sender.emitWithAck('message', { room: 'room:a', data: 2 })).ok, true)
+  await sleep(200)
+  t.same(got, ['lobby'], 'room:a was left on recovery; lobby kept')
+})
+
+t.test('a recovered session whose token was revoked meanwhile is refused', async (t) => {
+  const app = await buildWithoutRedis(t)
+  const policyId = await createPolicy(app, chatRules(['lobby']))
+  const { apiKey } = await createKey(app, { policyId })
+  const url = await listen(app)
+  const token = await mintToken(app, apiKey)
+  const socket = connect(t, `${url}/chat`, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100, reconnectionAttempts: 1, auth: { token } })
+  await connected(socket)
+  // Revoke by jti through the API while the socket is connected, then force a recovery attempt.
+  const revoked = await app.inject({ method: 'POST', url: '/auth/revoke', headers: { authorization: `Bearer ${token}` } })
+  t.equal(revoked.statusCode, 204)
+  if (socket.connected) t.equal(await cutAndReconnect(socket), 'TOKEN_REVOKED')
+  else t.pass('the revocation already closed the live socket')
+})
