@@ -26,6 +26,10 @@ SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
 STATE_FILE="${TEST_SERVERS_STATE:-$REPO_ROOT/.test-servers.env}"
 case "$STATE_FILE" in /*) ;; *) STATE_FILE="$PWD/$STATE_FILE" ;; esac
 READY_TIMEOUT=30
+# Only the state file says which servers a command acts on: values inherited
+# from a caller that sourced another state file (a test run under `make test`
+# starting private servers) must never make `stop` act on the shared ones.
+unset TEST_DATABASE_URL TEST_REDIS_URL TEST_SERVERS_DIR TEST_PG_BIN TEST_PG_PORT TEST_REDIS_PORT TEST_SERVERS_SCRIPT
 
 log() { printf 'test-servers: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -227,10 +231,8 @@ EOF
 }
 
 cmd_stop() {
-  if [ -z "${TEST_SERVERS_DIR:-}" ]; then
-    [ -f "$STATE_FILE" ] || return 0
-    set -a; . "$STATE_FILE"; set +a
-  fi
+  [ -f "$STATE_FILE" ] || return 0
+  set -a; . "$STATE_FILE"; set +a
   if [ -n "${TEST_SERVERS_DIR:-}" ] && [ -d "$TEST_SERVERS_DIR" ]; then
     if [ -n "${TEST_REDIS_PORT:-}" ]; then redis_stop_cmd; fi
     if [ -n "${TEST_PG_BIN:-}" ]; then pg_stop_cmd fast; fi
