@@ -1,4 +1,4 @@
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { errorBody, gatewayError, isGatewayError, type GatewayError } from './errors.js'
@@ -52,14 +52,31 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
     ...(config.tls !== undefined ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}) as { https?: null },
     // SPEC §4: strict validation, no coercion, unknown properties refused rather than stripped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
-    return503OnClosing: true
+    // While closing, requests are refused by the hook below, with the §4 body.
+    return503OnClosing: false,
+    // A cold embedded PGlite can take well over Fastify's default 10 s on a loaded machine.
+    pluginTimeout: 60_000,
+    // Errors the router raises before any route or hook (an undecodable or over-long path segment):
+    // SPEC §4 makes a malformed id in a path a 404, and every error keeps the §4 body.
+    frameworkErrors: (err, _req, reply) => {
+      const code = (err as { code?: string }).code
+      const refusal = code === 'FST_ERR_BAD_URL' || code === 'FST_ERR_MAX_PARAM_LENGTH' ? gatewayError('NOT_FOUND') : toGatewayError(err as FastifyError)
+      void (reply as FastifyReply).code(refusal.statusCode).send(errorBody(refusal))
+    }
   })
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const refusal = toGatewayError(err)
-    if (refusal.statusCode >= 500) req.log.error({ err }, 'request failed')
+    // A backing service being away is an expected, fail-closed outcome; anything else at 5xx is a bug.
+    if (refusal.statusCode === 503) req.log.warn({ err: err.message }, 'backing service unavailable')
+    else if (refusal.statusCode >= 500) req.log.error({ err }, 'request failed')
     if (refusal.retryAfter !== undefined) void reply.header('retry-after', String(refusal.retryAfter))
     void reply.code(refusal.statusCode).send(errorBody(refusal))
+  })
+  let closing = false
+  app.addHook('preClose', async () => { closing = true })
+  app.addHook('onRequest', async () => {
+    if (closing) throw gatewayError('UNAVAILABLE', 'The gateway is shutting down')
   })
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send(errorBody(gatewayError('NOT_FOUND', `Route ${req.method} ${req.url.split('?')[0]} not found`)))

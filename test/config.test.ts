@@ -67,6 +67,8 @@ t.test('good values are parsed into typed ones', async (t) => {
   t.equal(config.bodyLimit, 1024)
   t.equal(parseConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
   t.same(parseConfig({ TRUST_PROXY: '10.0.0.0/8' }).trustProxy, ['10.0.0.0/8'])
+  t.same(parseConfig({ TRUST_PROXY: '10.0.0.1, fd00::/8, ::ffff:10.0.0.0/104' }).trustProxy, ['10.0.0.1', 'fd00::/8', '::ffff:10.0.0.0/104'])
+  t.same(parseConfig({ METRICS_ALLOW: '127.0.0.1,::1' }).metricsAllow, ['127.0.0.1', '::1'])
 })
 
 t.test('a JWT_SECRET is measured in UTF-8 bytes', async (t) => {
@@ -101,6 +103,12 @@ t.test('each bad value throws a ConfigError whose message starts with the variab
     ['METRICS_ALLOW', { METRICS_ALLOW: '999.1.1.1/8' }],
     ['METRICS_ALLOW', { METRICS_ALLOW: '10.0.0.0/33' }],
     ['TRUST_PROXY', { TRUST_PROXY: 'yes please' }],
+    ['TRUST_PROXY', { TRUST_PROXY: '1000' }],
+    ['TRUST_PROXY', { TRUST_PROXY: '10.0.0.0/8,127.1' }],
+    ['METRICS_ALLOW', { METRICS_ALLOW: '10' }],
+    ['METRICS_ALLOW', { METRICS_ALLOW: '0x7f.0.0.1' }],
+    ['METRICS_ALLOW', { METRICS_ALLOW: '10.0.0.0/8/8' }],
+    ['METRICS_ALLOW', { METRICS_ALLOW: '10.0.0.0/' }],
     ['TLS_CERT_FILE', { TLS_CERT_FILE: join(dir, 'missing.pem'), TLS_KEY_FILE: keyFile }],
     ['TLS_CERT_FILE', { TLS_CERT_FILE: notPem, TLS_KEY_FILE: keyFile }],
     ['TLS_KEY_FILE', { TLS_CERT_FILE: notPem }],

@@ -58,15 +58,34 @@ async function startEmbedded (dataDir: string): Promise<Embedded> {
   }
 }
 
+/** The close hook and a failed migration may both close: the second call waits for the first. */
+function once (fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined
+  return async () => { await (running ??= fn()) }
+}
+
 export default fp(async (app) => {
   const { databaseUrl, dataDir } = app.config
+  let closed = false
+  let close: (() => Promise<void>) | undefined
+  // Hooked before the first await: when the start outlives the plugin timeout (a cold PGlite on a busy
+  // machine) and the app is closed meanwhile, what the start opens is still closed, not left running.
+  app.addHook('onClose', async () => {
+    closed = true
+    await close?.()
+  })
   let sql: Sql
-  let close: () => Promise<void>
   if (databaseUrl !== undefined) {
     sql = postgres(databaseUrl, { max: 10, connect_timeout: 2, idle_timeout: 60, onnotice: () => {} })
-    close = async () => { await sql.end({ timeout: 5 }) }
+    close = once(async () => { await sql.end({ timeout: 5 }) })
   } else {
-    ({ sql, close } = await startEmbedded(dataDir))
+    const embedded = await startEmbedded(dataDir)
+    sql = embedded.sql
+    close = once(embedded.close)
+    if (closed) {
+      await close()
+      throw new Error('the app was closed while the embedded database started')
+    }
   }
   try {
     const applied = await migrate(sql)
@@ -76,5 +95,4 @@ export default fp(async (app) => {
     throw err
   }
   app.decorate('sql', sql)
-  app.addHook('onClose', close)
 }, { name: 'db', dependencies: ['config'] })

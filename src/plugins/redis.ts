@@ -14,9 +14,19 @@ declare module 'fastify' {
 
 export default fp(async (app) => {
   const { redisUrl, redisKeyPrefix } = app.config
+  let closed = false
+  let store: SharedStore | undefined
+  // Hooked before the first await, so a start that outlives the plugin timeout is still closed with the app.
+  app.addHook('onClose', async () => {
+    closed = true
+    await store?.close()
+  })
   const redisStore = redisUrl === undefined ? undefined : await createRedisStore(redisUrl, redisKeyPrefix)
-  const store = redisStore ?? createMemoryStore()
+  store = redisStore ?? createMemoryStore()
+  if (closed) {
+    await store.close()
+    throw new Error('the app was closed while Redis connected')
+  }
   app.decorate('store', store)
   app.decorate('redisStore', redisStore)
-  app.addHook('onClose', async () => { await store.close() })
 }, { name: 'redis', dependencies: ['config'] })

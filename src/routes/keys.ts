@@ -73,7 +73,7 @@ function view (key: ApiKeyRecord): Omit<ApiKeyRecord, 'secretHash' | 'previousSe
 function normalizeTime (value: string): string {
   const ms = Date.parse(value)
   const year = Number.isFinite(ms) ? new Date(ms).getUTCFullYear() : NaN
-  if (!(year >= 1 && year <= 9999)) throw gatewayError('VALIDATION_FAILED', `body/expiresAt: "${value.slice(0, 64)}" is not a time between the years 1 and 9999`)
+  if (!(year >= 1 && year <= 9999)) throw gatewayError('VALIDATION_FAILED', `body/expiresAt: "${value.slice(0, 64)}" is not a storable time (years 0001 to 9999)`)
   return new Date(ms).toISOString()
 }
 

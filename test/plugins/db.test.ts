@@ -25,7 +25,12 @@ t.test('migrations run once: a second migrate applies nothing', async (t) => {
 
 t.test('two instances starting on one empty database migrate it once', { skip: !realServers && 'needs the real PostgreSQL' }, async (t) => {
   const env = await isolatedEnv(t)
-  const [a, b] = await Promise.all([buildFrom(t, env), buildFrom(t, env)])
+  // allSettled: a failed start must not leave the other still booting while the test tears down.
+  const started = await Promise.allSettled([buildFrom(t, env), buildFrom(t, env)])
+  const failed = started.filter((s) => s.status === 'rejected').map((s) => String((s as PromiseRejectedResult).reason))
+  t.same(failed, [], 'both instances start')
+  if (failed.length > 0) return
+  const [a, b] = started.map((s) => (s as PromiseFulfilledResult<Awaited<ReturnType<typeof buildFrom>>>).value)
   const rows = await a.sql<Array<{ name: string }>>`select name from schema_migrations order by name`
   t.same(rows.map((r) => r.name), MIGRATION_FILES)
   t.equal((await b.inject('/health/ready')).statusCode, 200)
