@@ -32,10 +32,12 @@ export default fp(async (app) => {
     async recordFailure (ip, keyId) {
       const bucket = clientBucket(ip)
       const perIp = await store.hit(`fail:ip:${bucket}`, maxFailures.windowMs)
-      // Raised once, on the failure that crosses the limit, on whichever instance sees it.
-      if (perIp.count === maxFailures.max + 1) {
+      if (perIp.count > maxFailures.max) {
+        // Every failure past the limit blocks: a block shorter than the window must not open the rest of it.
+        // The alert is raised once per block: on the failure that crosses the limit, or on the first after a block ended.
+        const newBlock = perIp.count === maxFailures.max + 1 || await store.flagTtl(`block:ip:${bucket}`) === 0
         await store.setFlag(`block:ip:${bucket}`, blockSeconds * 1000)
-        alerts.raise({ kind: 'ip_blocked', ip: bucket, count: perIp.count })
+        if (newBlock) alerts.raise({ kind: 'ip_blocked', ip: bucket, count: perIp.count })
       }
       if (keyId !== undefined) {
         // Failures on one key id alert but never block the key's holder (SPEC §7).

@@ -30,12 +30,18 @@ const BATCH_SIZE = 500
 // While PostgreSQL is away rows wait in memory up to this many; beyond it they go to the log whole, never silently dropped.
 const MAX_QUEUED = 50_000
 const USER_AGENT_MAX = 256
+// At shutdown, rows are written until none has come for DRAIN_QUIET_MS (attempts still in flight end), at most DRAIN_MAX_MS.
+const DRAIN_QUIET_MS = 25
+const DRAIN_MAX_MS = 2000
 
 interface QueuedRow { at: Date, key_id: string | null, ip: string, transport: string, namespace: string | null, outcome: string, reason: string | null, user_agent: string | null }
 
 export default fp(async (app) => {
   const queue: QueuedRow[] = []
   let flushing: Promise<void> | undefined
+  // Set once the final flush is done: PostgreSQL is closing, so a later row (an attempt still in flight) goes to the log.
+  let closed = false
+  let recorded = 0
   const { gatewayMetrics: metrics } = app
 
   async function writeQueued (): Promise<void> {
@@ -61,12 +67,13 @@ export default fp(async (app) => {
       app.log.info({ audit: { ...attempt, userAgent } }, `auth ${attempt.outcome}`)
       metrics.authAttempts.inc({ transport: attempt.transport, outcome: attempt.outcome, reason: attempt.reason ?? 'ok' })
       const row: QueuedRow = { at: new Date(), key_id: attempt.keyId, ip: attempt.ip, transport: attempt.transport, namespace: attempt.namespace, outcome: attempt.outcome, reason: attempt.reason, user_agent: userAgent }
-      if (queue.length >= MAX_QUEUED) {
-        app.log.warn({ auditRow: row }, 'audit queue full: row written to the log instead of PostgreSQL')
+      if (closed || queue.length >= MAX_QUEUED) {
+        app.log.warn({ auditRow: row }, closed ? 'audit row after shutdown: written to the log instead of PostgreSQL' : 'audit queue full: row written to the log instead of PostgreSQL')
         metrics.auditSpilled.inc()
         return
       }
       queue.push(row)
+      recorded++
       metrics.auditQueueDepth.set(queue.length)
       if (queue.length >= BATCH_SIZE) void flush().catch(() => {})
     },
@@ -81,8 +88,18 @@ export default fp(async (app) => {
   app.addHook('onClose', async () => {
     clearInterval(timer)
     try {
-      // MUTATION await flush()
+      const deadline = Date.now() + DRAIN_MAX_MS
+      let seen: number
+      do {
+        seen = recorded
+        await flush()
+        await new Promise((resolve) => setTimeout(resolve, DRAIN_QUIET_MS))
+      } while ((recorded !== seen || queue.length > 0) && Date.now() < deadline)
+      closed = true
+      // A row queued between the last write and `closed` (attempts still in flight) is written too.
+      await flush()
     } catch (err) {
+      closed = true
       // PostgreSQL is gone for good at shutdown: the log keeps every row rather than losing it.
       for (const row of queue.splice(0)) app.log.warn({ auditRow: row }, 'audit row not written to PostgreSQL at shutdown')
       app.log.error({ err }, 'final audit flush failed')

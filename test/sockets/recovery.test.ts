@@ -1,7 +1,6 @@
 import t from 'tap'
 import type { Socket } from 'socket.io-client'
 import type { FastifyInstance } from 'fastify'
-import type { Tap } from 'tap'
 import { adminHeaders, buildFrom, connect, connected, createKey, createPolicy, listen, mintToken, sleep, isolatedEnv } from '../helper.js'
 
 const chatRules = (rooms: string[]): unknown[] => [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms }]
@@ -11,7 +10,7 @@ const chatRules = (rooms: string[]): unknown[] => [{ effect: 'allow', namespace:
  * the in-memory one (this app has PostgreSQL but no Redis) or the Redis
  * Streams adapter; the Redis pub/sub adapter has none.
  */
-async function buildWithoutRedis (t: Tap.Test): Promise<FastifyInstance> {
+async function buildWithoutRedis (t: Parameters<typeof isolatedEnv>[0]): Promise<FastifyInstance> {
   const env = await isolatedEnv(t)
   delete env.REDIS_URL
   return await buildFrom(t, env)
@@ -34,10 +33,11 @@ t.test('a recovered session is authenticated again and keeps only the rooms its 
   const { apiKey } = await createKey(app, { policyId, scopes: ['token:delegate'] })
   const url = await listen(app)
   const options = { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 }
-  const member = connect(t, `${url}/chat`, { ...options, auth: { token: await mintToken(app, apiKey, { sub: 'member' }) } })
   // The sender has a policy of its own, so narrowing the member's leaves it free to publish to room:a.
   const senderKey = await createKey(app, { policyId: await createPolicy(app, chatRules(['lobby', 'room:*'])) })
-  const sender = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, senderKey.apiKey) } })
+  const [memberToken, senderToken] = [await mintToken(app, apiKey, { sub: 'member' }), await mintToken(app, senderKey.apiKey)]
+  const member = connect(t, `${url}/chat`, { ...options, auth: { token: memberToken } })
+  const sender = connect(t, `${url}/chat`, { auth: { token: senderToken } })
   await Promise.all([connected(member), connected(sender)])
   await member.emitWithAck('join', { room: 'room:a' })
   await member.emitWithAck('join', { room: 'lobby' })
