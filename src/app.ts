@@ -1,6 +1,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.js'
+import { fastifyTrustProxy } from './net/client-ip.js'
 import { errorBody, gatewayError, isGatewayError, type GatewayError } from './errors.js'
 import fastifyCors from '@fastify/cors'
 import fastifyHelmet from '@fastify/helmet'
@@ -46,8 +47,7 @@ export const REDACTED_PATHS = [
 export function build (config: Config, options: BuildOptions = {}): FastifyInstance {
   const app = Fastify({
     logger: { level: config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, ...(options.logStream !== undefined ? { stream: options.logStream } : {}) },
-    // Fastify takes a hop count too, though its types omit it.
-    trustProxy: config.trustProxy as boolean | string[],
+    trustProxy: fastifyTrustProxy(config.trustProxy),
     bodyLimit: config.bodyLimit,
     ...(config.tls !== undefined ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}) as { https?: null },
     // SPEC §4: strict validation, no coercion, unknown properties refused rather than stripped.

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import ipaddr from 'ipaddr.js'
+import { isCidr } from './net/ip.js'
 
 /**
  * The environment as the gateway reads it (SPEC §2). Every variable is a
@@ -90,28 +90,10 @@ function parseRate (value: string): Rate {
   return { max: Number(max), windowMs: WINDOWS[unit] }
 }
 
-/**
- * An address or CIDR range as people write them. ipaddr.js alone also reads
- * `10`, `127.1` or `0x7f.1` as IPv4 addresses, so `TRUST_PROXY=1000` would
- * silently trust 0.0.3.232: IPv4 must be four decimal parts.
- */
-function isAddressOrRange (item: string): boolean {
-  const [address, bits, ...rest] = item.split('/')
-  if (rest.length > 0 || !(ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address))) return false
-  if (bits === undefined) return true
-  if (!/^[0-9]{1,3}$/.test(bits)) return false
-  try {
-    ipaddr.parseCIDR(item)
-    return true
-  } catch {
-    return false
-  }
-}
-
 function parseCidrList (variable: string, value: string | undefined): string[] {
   const items = splitList(value)
   for (const item of items) {
-    if (!isAddressOrRange(item)) throw new ConfigError(variable, `"${item}" is not an IP address or CIDR range`)
+    if (!isCidr(item)) throw new ConfigError(variable, `"${item}" is not an IP address or CIDR range`)
   }
   return items
 }

@@ -10,10 +10,22 @@ import type { Config } from '../config.js'
  */
 export function createClientIpResolver (trustProxy: Config['trustProxy']): (req: IncomingMessage) => string {
   if (trustProxy === false) return (req) => req.socket.remoteAddress ?? ''
-  // Fastify 5 trusts no hop for a bare hop count (it cannot validate the peer); so do we.
-  const trust = trustProxy === true ? () => true : typeof trustProxy === 'number' ? () => false : proxyAddr.compile(trustProxy)
+  const option = fastifyTrustProxy(trustProxy)
+  const trust = option === true ? () => true : typeof option === 'function' ? option : proxyAddr.compile(option as string[])
   return (req) => {
     const addresses = proxyAddr.all(req, trust)
     return addresses[addresses.length - 1] ?? ''
   }
+}
+
+type TrustFunction = (address: string, hop: number) => boolean
+
+/**
+ * TRUST_PROXY as Fastify's `trustProxy` option. A hop count N trusts the N
+ * nearest hops (as in Express): Fastify 5 takes a bare number to mean no
+ * trust at all, so it is given as a function, and handshakes use the same one.
+ */
+export function fastifyTrustProxy (trustProxy: Config['trustProxy']): boolean | string[] | TrustFunction {
+  if (typeof trustProxy !== 'number') return trustProxy
+  return (_address, hop) => hop < trustProxy
 }

@@ -46,11 +46,18 @@ export function compileCidrs (cidrs: readonly string[]): IpMatcher {
   }
 }
 
-/** True when `value` is an IPv4/IPv6 address or CIDR range. */
+/**
+ * True when `value` is an IPv4/IPv6 address or CIDR range. ipaddr.js alone
+ * also reads `10`, `127.1` or `0x7f.1` as IPv4, so an allowlist entry `10`
+ * would mean 0.0.0.10: IPv4 must be four decimal parts.
+ */
 export function isCidr (value: string): boolean {
+  const [address, bits, ...rest] = value.split('/')
+  if (rest.length > 0 || !(ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address))) return false
+  if (bits === undefined) return true
+  if (!/^[0-9]{1,3}$/.test(bits)) return false
   try {
-    if (value.includes('/')) ipaddr.parseCIDR(value)
-    else ipaddr.parse(value)
+    ipaddr.parseCIDR(value)
     return true
   } catch {
     return false

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
+import { TOKEN_REVOKED_CHANNEL } from '../plugins/sockets.js'
 import { ipRateKey } from '../plugins/rate-limit.js'
 import { httpAttempt, requestCredential } from '../plugins/gatekeeper.js'
 import { errorResponses, Strict } from './schemas.js'
@@ -28,7 +29,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // Authentication runs before validation (a bad credential is 401 whatever the body), after the rate limit.
     preValidation: async (req) => {
       // No body at all is the common case: validate it as an empty object.
-      req.body ??= {}
+      if (req.body === undefined) req.body = {}
       const fromBody = (req.body as { apiKey?: unknown } | undefined)?.apiKey
       const fromHeader = requestCredential(req)
       // Only an API key mints tokens: a bearer token here is refused like a missing key.
@@ -51,6 +52,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { tags: ['auth'], summary: 'Revoke the bearer token of this request (logout)', response: { 204: Type.Null(), ...errorResponses(401, 503) } }
   }, async (req, reply) => {
     await app.revokeToken(req.principal!)
+    // Sockets using this token close on every instance.
+    await app.store.publish(TOKEN_REVOKED_CHANNEL, req.principal!.jti as string).catch(() => {})
     return await reply.code(204).send(null)
   })
 

@@ -62,7 +62,12 @@ t.test('X-Forwarded-For is believed only with TRUST_PROXY', async (t) => {
     t.equal(outcome(await requestToken(app, apiKey, '10.3.0.1', {}, { 'x-forwarded-for': '10.1.2.3' })), '403 IP_NOT_ALLOWED', 'from anyone else')
     t.equal(outcome(await requestToken(app, apiKey, '10.2.0.1', {}, { 'x-forwarded-for': '10.1.2.3, 10.9.9.9' })), '403 IP_NOT_ALLOWED', 'the hop nearest the trusted proxy is the client')
   })
-  // A hop count (TRUST_PROXY=1) is not tested: Fastify 5.12 trusts nothing for a number (fail closed), see the report.
+  t.test('TRUST_PROXY as a hop count trusts that many nearest hops', async (t) => {
+    const app = await buildApp(t, { ...env, TRUST_PROXY: '1' })
+    const { apiKey } = await createKey(app, { allowedIps: ['10.1.0.0/16'] })
+    t.equal((await requestToken(app, apiKey, '10.2.0.1', {}, { 'x-forwarded-for': '10.1.2.3' })).statusCode, 200, 'one proxy hop is trusted')
+    t.equal(outcome(await requestToken(app, apiKey, '10.2.0.1', {}, { 'x-forwarded-for': '10.1.2.3, 10.9.9.9' })), '403 IP_NOT_ALLOWED', 'a second, spoofable hop is not')
+  })
 })
 
 t.test('a token is refused from an address its key does not allow', async (t) => {
