@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
 import fastifySocketIO from 'fastify-socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
+import { gatewayError } from '../errors.js'
+import { packetRefusal } from '../sockets/refusal.js'
 import type { GatewayServer } from '../sockets/types.js'
 import { redisOptions } from '../stores/redis-store.js'
 
@@ -8,7 +10,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     io: GatewayServer
     /**
-     * Disconnects every live socket of a key on every instance and counts them.
+     * Disconnects every live socket of a key on every instance (after a
+     * `gateway:error` KEY_REVOKED) and counts them.
      * `incomplete` is true when an instance did not answer in time.
      */
     disconnectKey: (keyId: string) => Promise<{ disconnected: number, incomplete: boolean }>
@@ -79,6 +82,8 @@ export default fp(async (app) => {
       } catch {
         // An instance did not answer within the adapter's timeout: say so rather than guess.
       }
+      // Told why before the close (the notice is written ahead of it on every instance).
+      target.emit('gateway:error', { ...packetRefusal(gatewayError('KEY_REVOKED')), event: 'disconnect' })
       target.disconnectSockets(true)
       return found
     }))

@@ -1,12 +1,15 @@
 import fp from 'fastify-plugin'
+import { gatewayError } from '../errors.js'
 import { createClientIpResolver } from '../net/client-ip.js'
 import { registerChat } from '../sockets/chat.js'
 import { registerError } from '../sockets/error.js'
-import { enforcePolicy } from '../sockets/live-policy.js'
+import { applyKeyChange, enforcePolicy } from '../sockets/live-policy.js'
+import { connectRefusal } from '../sockets/refusal.js'
 import { registerNotification } from '../sockets/notification.js'
 import { registerSystem } from '../sockets/system.js'
 import type { GatewaySocket } from '../sockets/types.js'
 import { NAMESPACES } from './io.js'
+import { KEYS_CHANGED } from './keys.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -25,6 +28,10 @@ export default fp(async (app) => {
   registerNotification(app, clientIp)
   registerSystem(app, clientIp)
   registerError(app, clientIp)
+  // Socket.IO always serves the main namespace; it is none of the gateway's, so nobody may sit in it unauthenticated.
+  app.io.of('/').use((_socket, next) => {
+    next(connectRefusal(gatewayError('NOT_FOUND', `Connect to one of ${NAMESPACES.join(', ')}`)))
+  })
 
   const localSockets = function * (): Generator<GatewaySocket> {
     for (const name of NAMESPACES) yield * app.io.of(name).sockets.values() as Iterable<GatewaySocket>
@@ -35,6 +42,16 @@ export default fp(async (app) => {
     for (const socket of localSockets()) {
       if (socket.data.principal?.policyId === policyId) enforcePolicy(app, socket)
     }
+  })
+
+  // A key's change (its policy, its publish limit) reaches its live sockets the same way; the key store has
+  // already dropped its cached copy on this broadcast, so the record read here is the new one.
+  await app.store.subscribe(KEYS_CHANGED, (keyId) => {
+    const affected = [...localSockets()].filter((socket) => socket.data.principal?.keyId === keyId)
+    if (affected.length === 0) return
+    app.keys.findForAuth(keyId).then(
+      (key) => { for (const socket of affected) applyKeyChange(app, socket, key) },
+      (err: unknown) => { app.log.warn({ err, keyId }, 'key reload failed; live sockets keep the cached key') })
   })
 
   app.decorate('disconnectToken', (jti: string) => {
@@ -48,4 +65,4 @@ export default fp(async (app) => {
     return closed
   })
   await app.store.subscribe(TOKEN_REVOKED_CHANNEL, (jti) => { app.disconnectToken(jti) })
-}, { name: 'sockets', dependencies: ['io', 'gatekeeper', 'policies', 'alerts', 'metrics', 'rate-limit'] })
+}, { name: 'sockets', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit'] })

@@ -70,6 +70,7 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
         windowStart: 0,
         windowCount: 0,
         windowRefused: 0,
+        rateNoticeAt: -1,
         expired: false
       }
       if (slotKeyId !== undefined) holdConnectionSlot(app, socket, slotKeyId)

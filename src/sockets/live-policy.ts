@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { gatewayError } from '../errors.js'
+import type { ApiKeyRecord } from '../keys/types.js'
 import { can } from '../policies/engine.js'
-import { packetRefusal } from './refusal.js'
+import { keyRoom } from '../plugins/io.js'
+import { forceDisconnect } from './refusal.js'
 import { isInternalRoom, type GatewaySocket } from './types.js'
 
 /**
@@ -14,12 +16,28 @@ export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): voi
   const policy = app.policies.compiled(principal.policyId)
   const namespace = socket.nsp.name
   if (!can(policy, principal, 'connect', namespace)) {
-    socket.emit('gateway:error', { ...packetRefusal(gatewayError('FORBIDDEN', `Policy no longer allows ${namespace}`)), event: 'connect' })
-    socket.disconnect(true)
+    forceDisconnect(app, socket, gatewayError('FORBIDDEN', `Policy no longer allows ${namespace}`), 'connect')
     return
   }
+  const ownKeyRoom = keyRoom(principal.keyId)
   for (const room of socket.rooms) {
-    if (isInternalRoom(room, socket)) continue
-    if (!can(policy, principal, 'subscribe', namespace, room)) void socket.leave(room)
+    // A recovered session may carry the key room of the credential it had before: only the current one is kept.
+    if (room.startsWith('key:') && room !== ownKeyRoom) void socket.leave(room)
+    else if (isInternalRoom(room, socket)) continue
+    else if (!can(policy, principal, 'subscribe', namespace, room)) void socket.leave(room)
   }
+}
+
+/**
+ * Applies a change of the socket's key (PATCH) to the live connection: its
+ * policy, allowlist and publish limit follow the key's record, then the
+ * policy is re-applied. A revoked key is left to `disconnectKey`, which closes
+ * and counts its sockets on every instance (closing them here first would
+ * race that count).
+ */
+export function applyKeyChange (app: FastifyInstance, socket: GatewaySocket, key: ApiKeyRecord | undefined): void {
+  if (key === undefined || key.revokedAt !== null) return
+  socket.data.principal = { ...socket.data.principal, policyId: key.policyId, allowedIps: key.allowedIps }
+  socket.data.keyRateLimit = key.rateLimit
+  enforcePolicy(app, socket)
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { gatewayError, type GatewayError } from '../errors.js'
 import { can } from '../policies/engine.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
-import { packetRefusal } from './refusal.js'
+import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
 import { RESERVED_EVENTS, isInternalRoom, type GatewaySocket } from './types.js'
 
 export type Ack = (response: unknown) => void
@@ -21,17 +21,30 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
   const namespace = socket.nsp.name
   const packets = app.gatewayMetrics.socketPackets
 
-  function refuse (event: string, ack: Ack | undefined, err: GatewayError): void {
+  /**
+   * Answers a refused packet and mirrors it to `/error`. Rate-limit refusals
+   * (and anything refused past the socket's limit) are mirrored once per
+   * window: a flood must not become as much cluster-wide traffic.
+   */
+  function refuse (event: string, ack: Ack | undefined, err: GatewayError, pastSocketLimit = false): void {
     packets.inc({ namespace, outcome: 'refused' })
     const body = packetRefusal(err)
     if (ack !== undefined) ack({ ok: false, error: body })
     else socket.emit('gateway:error', { ...body, event })
-    // A flood's refusals are not mirrored one by one: that would turn one client's flood into cluster-wide traffic.
-    if (err.code === 'RATE_LIMITED') return
-    app.io.of('/error').to(`user:${socket.data.principal.sub}`).emit('gateway:error', { ...body, event, namespace })
+    const state = socket.data
+    if (pastSocketLimit || err.code === 'RATE_LIMITED') {
+      if (state.rateNoticeAt === state.windowStart) return
+      state.rateNoticeAt = state.windowStart
+    }
+    notifySubject(app, socket, err, event)
   }
 
-  /** The per-socket window; past twice the limit within one window the socket is flooding and is cut off. */
+  /**
+   * Counts the packet in the socket's window, whatever becomes of it, and says
+   * whether it is past RATE_LIMIT_SOCKET. Counting every packet first keeps a
+   * flood of invalid packets from escaping the limit; which refusal the client
+   * is told still follows the SPEC order (see the middleware below).
+   */
   function overSocketLimit (): GatewayError | undefined {
     const state = socket.data
     const now = Date.now()
@@ -45,11 +58,14 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     return gatewayError('RATE_LIMITED', 'Too many packets on this connection', (state.windowStart + socketRate.windowMs - now) / 1000)
   }
 
-  function check (event: string, payload: unknown): GatewayError | undefined {
+  /** Token expiry, size and envelope, policy: the checks before the limits, in SPEC order. */
+  function check (event: string, payload: unknown, payloads: number): GatewayError | undefined {
     const { principal } = socket.data
-    if (event === 'auth:refresh') return RefreshEnvelope.Check(payload) ? undefined : gatewayError('VALIDATION_FAILED', 'auth:refresh takes { token }')
+    if (event === 'auth:refresh') return payloads === 1 && RefreshEnvelope.Check(payload) ? undefined : gatewayError('VALIDATION_FAILED', 'auth:refresh takes { token }')
     if (socket.data.expired || (principal.exp !== undefined && principal.exp * 1000 <= Date.now())) return gatewayError('TOKEN_EXPIRED', 'The token expired: send auth:refresh')
     if (socket.data.packetBytes > maxBytes) return gatewayError('PAYLOAD_TOO_LARGE', `Packets are limited to ${maxBytes} bytes`)
+    // One envelope per packet: further arguments would be dropped unseen, so they are refused rather than ignored.
+    if (payloads !== 1) return gatewayError('VALIDATION_FAILED', `${event} takes one payload`)
     const policy = app.policies.compiled(principal.policyId)
     if (event === 'join' || event === 'leave') {
       if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room }`)
@@ -67,16 +83,16 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     const event = packet[0] as string
     const last = packet[packet.length - 1]
     const ack = typeof last === 'function' ? last as Ack : undefined
-    const payload = packet.length > (ack === undefined ? 1 : 2) ? packet[1] : undefined
+    const payloads = packet.length - 1 - (ack === undefined ? 0 : 1)
+    const payload = payloads > 0 ? packet[1] : undefined
 
     const limited = overSocketLimit()
-    if (limited !== undefined) {
-      refuse(event, ack, limited)
-      if (++socket.data.windowRefused > socketRate.max) disconnectFlooder(app, socket, limited)
+    const refusal = check(event, payload, payloads) ?? limited
+    if (refusal !== undefined) {
+      refuse(event, ack, refusal, limited !== undefined)
+      if (limited !== undefined && ++socket.data.windowRefused > socketRate.max) disconnectFlooder(app, socket, limited)
       return
     }
-    const refusal = check(event, payload)
-    if (refusal !== undefined) return refuse(event, ack, refusal)
 
     // join, leave and auth:refresh go on to their handlers; every other event is relayed here
     // (socket.onAny would run before this middleware, so it cannot carry the relay).
@@ -91,8 +107,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
 /** A client that keeps sending past its limit is disconnected, and its address counts toward the anomaly block. */
 function disconnectFlooder (app: FastifyInstance, socket: GatewaySocket, err: GatewayError): void {
   if (!socket.connected) return
-  socket.emit('gateway:error', { ...packetRefusal(err), event: 'flood' })
   app.log.warn({ ip: socket.data.ip, keyId: socket.data.principal.keyId, namespace: socket.nsp.name }, 'socket disconnected for flooding')
   void app.anomaly.recordFailure(socket.data.ip, undefined).catch(() => {})
-  socket.disconnect(true)
+  forceDisconnect(app, socket, err, 'flood')
 }

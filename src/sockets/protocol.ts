@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { keyRoom } from '../plugins/io.js'
 import type { MessagePayload, RefreshPayload, RoomPayload } from './envelopes.js'
-import { packetRefusal } from './refusal.js'
+import { forceDisconnect, packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
 import type { GatewaySocket, RelayedMessage } from './types.js'
 
@@ -23,7 +23,7 @@ const EXPIRED_GRACE_MS = 30_000
  * a refresh, disconnect. The timers live here, not in `socket.data`, which
  * must stay plain data (the Redis adapter serialises it).
  */
-function createExpiryClock (socket: GatewaySocket): { schedule: () => void, clear: () => void } {
+function createExpiryClock (app: FastifyInstance, socket: GatewaySocket): { schedule: () => void, clear: () => void } {
   let timers: NodeJS.Timeout[] = []
   const clear = (): void => {
     for (const timer of timers) clearTimeout(timer)
@@ -41,7 +41,7 @@ function createExpiryClock (socket: GatewaySocket): { schedule: () => void, clea
       setTimeout(() => {
         socket.data.expired = true
         socket.emit('auth:expired', { expiresAt })
-        timers.push(setTimeout(() => socket.disconnect(true), EXPIRED_GRACE_MS))
+        timers.push(setTimeout(() => { forceDisconnect(app, socket, gatewayError('TOKEN_EXPIRED', 'The token expired and was not refreshed')) }, EXPIRED_GRACE_MS))
       }, Math.max(0, untilExpiry))
     )
   }
@@ -62,12 +62,15 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
   const namespace = socket.nsp.name
   const relayed = app.gatewayMetrics.socketPackets.labels({ namespace, outcome: 'relayed' })
 
-  // The engine frame's size, read before the packet reaches the gate (SOCKET_MAX_PAYLOAD is checked there).
-  socket.conn.on('packet', (frame: { type: string, data?: unknown }) => {
+  // The packet's size, read from its engine frames before it reaches the gate (SOCKET_MAX_PAYLOAD is checked there).
+  // A Socket.IO packet is one text frame, then one binary frame per attachment: a text frame starts a new count.
+  const countFrame = (frame: { type: string, data?: unknown }): void => {
     if (frame.type !== 'message') return
     const { data } = frame
-    socket.data.packetBytes = typeof data === 'string' ? utf8Length(data, app.config.socketMaxPayload) : (data as Buffer | undefined)?.byteLength ?? 0
-  })
+    if (typeof data === 'string') socket.data.packetBytes = utf8Length(data, app.config.socketMaxPayload)
+    else socket.data.packetBytes += (data as ArrayBufferLike | ArrayBufferView | undefined)?.byteLength ?? 0
+  }
+  socket.conn.on('packet', countFrame)
 
   socket.use(createPacketGate(app, socket, (event, payload, ack) => {
     const message = relayedMessage(payload.room, socket.data.principal.sub, payload.data)
@@ -76,7 +79,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
     ack?.({ ok: true, id: message.id })
   }))
   void socket.join([`user:${principal.sub}`, keyRoom(principal.keyId)])
-  const expiry = createExpiryClock(socket)
+  const expiry = createExpiryClock(app, socket)
   expiry.schedule()
 
   socket.on('join', (payload: RoomPayload, ack: Ack) => {
@@ -99,7 +102,11 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
       })
   })
 
-  socket.on('disconnect', expiry.clear)
+  socket.on('disconnect', () => {
+    expiry.clear()
+    // The connection may outlive this namespace's socket (multiplexing): stop counting its frames.
+    socket.conn.off('packet', countFrame)
+  })
 }
 
 /** Swaps the token of a live connection: same key and subject, checked like a new connection. */

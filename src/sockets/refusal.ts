@@ -1,4 +1,6 @@
+import type { FastifyInstance } from 'fastify'
 import type { GatewayError } from '../errors.js'
+import type { GatewaySocket } from './types.js'
 
 /** The `connect_error` a refused handshake gets: message = the §6 code, data = the details (SPEC §5). */
 export interface ConnectRefusal extends Error {
@@ -14,4 +16,23 @@ export function connectRefusal (err: GatewayError): ConnectRefusal {
 /** The body of a refused packet: in the ack, or in `gateway:error` with the event name. */
 export function packetRefusal (err: GatewayError): { code: string, message: string, retryAfter?: number } {
   return { code: err.code, message: err.message, ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {}) }
+}
+
+/**
+ * Mirrors a refusal or a forced disconnect to the subject's `/error` sockets
+ * (SPEC §5: delivered to `user:<sub>` there, on every instance).
+ */
+export function notifySubject (app: FastifyInstance, socket: GatewaySocket, err: GatewayError, event: string): void {
+  app.io.of('/error').to(`user:${socket.data.principal.sub}`).emit('gateway:error', { ...packetRefusal(err), event, namespace: socket.nsp.name })
+}
+
+/**
+ * Closes a socket the gateway no longer accepts, telling it why first
+ * (`gateway:error` with event `disconnect`, also mirrored to `/error`).
+ */
+export function forceDisconnect (app: FastifyInstance, socket: GatewaySocket, err: GatewayError, event = 'disconnect'): void {
+  if (!socket.connected) return
+  socket.emit('gateway:error', { ...packetRefusal(err), event })
+  notifySubject(app, socket, err, event)
+  socket.disconnect(true)
 }

@@ -18,6 +18,8 @@ export interface SocketState {
   windowStart: number
   windowCount: number
   windowRefused: number
+  /** The window (its start) in which `/error` was last told of a rate limit: once per window is enough. */
+  rateNoticeAt: number
   /** Set when the token expired: packets other than auth:refresh are refused. */
   expired: boolean
 }
