@@ -3,6 +3,8 @@ import fastifyMetrics from 'fastify-metrics'
 import { Counter, Gauge, Registry } from 'prom-client'
 import { gatewayError } from '../errors.js'
 import { compileCidrs } from '../net/ip.js'
+import { ALERT_KINDS } from './alerts.js'
+import { NAMESPACES } from './io.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -22,11 +24,28 @@ export interface GatewayMetrics {
   auditSpilled: Counter
 }
 
+/** Scopes of `gateway_rate_limited_total`: REST routes, handshakes, packets of one socket, publishes of one key. */
+export const RATE_LIMIT_SCOPES = ['http', 'connect', 'socket', 'key'] as const
+
+/**
+ * Every series whose labels are known in advance starts at 0: a series that
+ * only appears on its first event makes `rate()`/`increase()` miss that event
+ * and leaves a dashboard or an alert rule with no data instead of a zero.
+ */
+function initialiseKnownSeries (metrics: GatewayMetrics): void {
+  for (const namespace of NAMESPACES) {
+    metrics.socketConnections.set({ namespace }, 0)
+    for (const outcome of ['relayed', 'refused']) metrics.socketPackets.inc({ namespace, outcome }, 0)
+  }
+  for (const scope of RATE_LIMIT_SCOPES) metrics.rateLimited.inc({ scope }, 0)
+  for (const kind of ALERT_KINDS) metrics.alerts.inc({ kind }, 0)
+}
+
 function createGatewayMetrics (): GatewayMetrics {
   // One registry per app instance, so several gateways in one process (tests, benchmarks) never share series.
   const registry = new Registry()
   const registers = [registry]
-  return {
+  const metrics: GatewayMetrics = {
     registry,
     authAttempts: new Counter({ name: 'gateway_auth_attempts_total', help: 'Authentication attempts', labelNames: ['transport', 'outcome', 'reason'], registers }),
     socketConnections: new Gauge({ name: 'gateway_socket_connections', help: 'Live Socket.IO connections', labelNames: ['namespace'], registers }),
@@ -36,6 +55,8 @@ function createGatewayMetrics (): GatewayMetrics {
     auditQueueDepth: new Gauge({ name: 'gateway_audit_queue_depth', help: 'Audit rows waiting to be written', registers }),
     auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers })
   }
+  initialiseKnownSeries(metrics)
+  return metrics
 }
 
 export default fp(async (app) => {

@@ -2,7 +2,8 @@ import fp from 'fastify-plugin'
 import fastifyRateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 import type { Rate } from '../config.js'
-import { gatewayError } from '../errors.js'
+import { gatewayError, type GatewayError } from '../errors.js'
+import { QuotaLeases } from '../limits/quota-leases.js'
 import { clientBucket } from '../net/ip.js'
 import type { SharedStore } from '../stores/shared-store.js'
 
@@ -14,6 +15,13 @@ declare module 'fastify' {
      * (through @fastify/rate-limit) and sockets count in this same store.
      */
     consume: (key: string, rate: Rate, scope: string) => Promise<void>
+    /**
+     * Spends one unit of a cluster-wide quota (a key's publish limit) from a
+     * lease held by this instance: no store round trip on the common path.
+     * Undefined when allowed, the RATE_LIMITED refusal otherwise; a promise only
+     * when a new lease must be taken.
+     */
+    takeQuota: (key: string, rate: Rate, scope: string) => GatewayError | undefined | Promise<GatewayError | undefined>
   }
 }
 
@@ -43,6 +51,21 @@ export default fp(async (app) => {
     keyGenerator: ipRateKey('http'),
     errorResponseBuilder: (_req, context) => gatewayError('RATE_LIMITED', `Rate limit exceeded, retry in ${context.after}`, context.ttl / 1000),
     onExceeded: () => { app.gatewayMetrics.rateLimited.inc({ scope: 'http' }) }
+  })
+
+  const leases = new QuotaLeases(store)
+  const sweep = setInterval(() => { leases.sweep() }, 60_000)
+  sweep.unref()
+  app.addHook('onClose', async () => { clearInterval(sweep) })
+  const verdict = (key: string, scope: string, allowed: boolean): GatewayError | undefined => {
+    if (allowed) return undefined
+    app.gatewayMetrics.rateLimited.inc({ scope })
+    return gatewayError('RATE_LIMITED', undefined, leases.retryAfterMs(key) / 1000)
+  }
+  app.decorate('takeQuota', (key: string, rate: Rate, scope: string) => {
+    const allowed = leases.take(key, rate)
+    if (typeof allowed === 'boolean') return verdict(key, scope, allowed)
+    return allowed.then((ok) => verdict(key, scope, ok), () => gatewayError('UNAVAILABLE'))
   })
 
   app.decorate('consume', async (key: string, rate: Rate, scope: string) => {

@@ -38,7 +38,8 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
     const key = await app.keys.findForAuth(principal.keyId)
     if (key?.rateLimit != null) {
-      await app.consume(`publish:${key.id}`, { max: key.rateLimit.max, windowMs: key.rateLimit.windowSeconds * 1000 }, 'key')
+      const refused = await app.takeQuota(`publish:${key.id}`, { max: key.rateLimit.max, windowMs: key.rateLimit.windowSeconds * 1000 }, 'key')
+      if (refused !== undefined) throw refused
     }
     const message = relayedMessage(room, principal.sub, data)
     app.io.of(namespace).to(room).emit(event, message)

@@ -104,21 +104,18 @@ export const connectionCountKey = (keyId: string): string => `conns:${keyId}`
 async function reserveConnection (app: FastifyInstance, keyId: string): Promise<boolean> {
   const key = await app.keys.findForAuth(keyId)
   if (key?.maxConnections == null) return false
-  let live: number
+  let acquired: boolean
   try {
-    live = await app.store.adjust(connectionCountKey(keyId), 1)
+    acquired = await app.store.acquireSlot(connectionCountKey(keyId), key.maxConnections)
   } catch {
     throw gatewayError('UNAVAILABLE')
   }
-  if (live > key.maxConnections) {
-    releaseConnection(app, keyId)
-    throw gatewayError('RATE_LIMITED', `The key already has ${key.maxConnections} live connections`)
-  }
+  if (!acquired) throw gatewayError('RATE_LIMITED', `The key already has ${key.maxConnections} live connections`)
   return true
 }
 
 function releaseConnection (app: FastifyInstance, keyId: string): void {
-  void app.store.adjust(connectionCountKey(keyId), -1).catch(() => {})
+  void app.store.releaseSlot(connectionCountKey(keyId)).catch(() => {})
 }
 
 /**

@@ -99,8 +99,13 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     if (RESERVED_EVENTS.has(event)) return next()
     const keyLimit = socket.data.keyRateLimit
     if (keyLimit === null) return relay(event, payload as MessagePayload, ack)
-    app.consume(`publish:${socket.data.principal.keyId}`, { max: keyLimit.max, windowMs: keyLimit.windowSeconds * 1000 }, 'key')
-      .then(() => { relay(event, payload as MessagePayload, ack) }, (err: GatewayError) => { refuse(event, ack, err) })
+    const quota = app.takeQuota(`publish:${socket.data.principal.keyId}`, { max: keyLimit.max, windowMs: keyLimit.windowSeconds * 1000 }, 'key')
+    if (quota === undefined) return relay(event, payload as MessagePayload, ack)
+    if (!(quota instanceof Promise)) return refuse(event, ack, quota)
+    void quota.then((refused) => {
+      if (refused === undefined) relay(event, payload as MessagePayload, ack)
+      else refuse(event, ack, refused)
+    })
   }
 }
 

@@ -31,12 +31,6 @@ export function createMemoryStore (): SharedStore {
       w.count += by
       return { count: w.count, resetInMs: w.resetAt - now }
     },
-    async adjust (key, delta) {
-      const value = (counters.get(key) ?? 0) + delta
-      if (value <= 0) counters.delete(key)
-      else counters.set(key, value)
-      return Math.max(0, value)
-    },
     async lease (key, windowMs, max, want) {
       const now = Date.now()
       let w = windows.get(key)

@@ -56,23 +56,12 @@ const HEARTBEAT_MS = 5000
 const INSTANCE_STALE_MS = 15_000
 const INSTANCES_KEY = 'instances'
 
-// A counter of live things (connections): never below zero, and a surplus decrement is forgotten, as in
-// the memory store, rather than kept as a negative that would let the next increments pass a cap.
-const ADJUST_SCRIPT = `
-local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-if value <= 0 then
-  redis.call('DEL', KEYS[1])
-  return 0
-end
-return value`
-
 type GatewayRedis = Redis & {
   gatewayLease: (key: string, windowMs: number, max: number, want: number) => Promise<[number, number]>
   gatewayAcquireSlot: (key: string, instances: string, instanceId: string, liveSince: number, max: number) => Promise<number>
   gatewayReleaseSlot: (key: string, instanceId: string) => Promise<number>
   gatewayHit: (key: string, windowMs: number, by: number) => Promise<[number, number]>
   gatewayFlagTtl: (count: number, ...keys: string[]) => Promise<number>
-  gatewayAdjust: (key: string, delta: number) => Promise<number>
 }
 
 /**
@@ -105,7 +94,6 @@ export async function createRedisStore (url: string, prefix: string, instanceId:
   subscriber.on('error', () => {})
   client.defineCommand('gatewayHit', { numberOfKeys: 1, lua: HIT_SCRIPT })
   client.defineCommand('gatewayFlagTtl', { lua: FLAG_TTL_SCRIPT })
-  client.defineCommand('gatewayAdjust', { numberOfKeys: 1, lua: ADJUST_SCRIPT })
   client.defineCommand('gatewayLease', { numberOfKeys: 1, lua: LEASE_SCRIPT })
   client.defineCommand('gatewayAcquireSlot', { numberOfKeys: 2, lua: ACQUIRE_SLOT_SCRIPT })
   client.defineCommand('gatewayReleaseSlot', { numberOfKeys: 1, lua: RELEASE_SLOT_SCRIPT })
@@ -138,9 +126,6 @@ export async function createRedisStore (url: string, prefix: string, instanceId:
     async hit (key, windowMs, by = 1): Promise<WindowCount> {
       const [count, ttl] = await client.gatewayHit(key, windowMs, by)
       return { count, resetInMs: ttl }
-    },
-    async adjust (key, delta) {
-      return await client.gatewayAdjust(key, delta)
     },
     async lease (key, windowMs, max, want) {
       const [granted, ttl] = await client.gatewayLease(key, windowMs, max, want)

@@ -15,8 +15,6 @@ export interface SharedStore {
   readonly kind: 'redis' | 'memory'
   /** Adds `by` (default 1) to the key's count in its current fixed window. */
   hit: (key: string, windowMs: number, by?: number) => Promise<WindowCount>
-  /** Adds `delta` to a plain counter and returns the new value. */
-  adjust: (key: string, delta: number) => Promise<number>
   /**
    * Leases up to `want` units of a fixed-window quota of `max`: never grants
    * more than `max` in a window, whoever asks. Returns the units granted (0 when

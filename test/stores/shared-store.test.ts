@@ -35,13 +35,30 @@ for (const [kind, factory] of factories) {
       t.equal((await store.hit('w', 300)).count, 1, 'a new window starts from 1')
     })
 
-    t.test('adjust never goes below zero and does not remember a negative', async (t) => {
-      t.equal(await store.adjust('c', 1), 1)
-      t.equal(await store.adjust('c', 1), 2)
-      t.equal(await store.adjust('c', -1), 1)
-      t.equal(await store.adjust('c', -1), 0)
-      t.equal(await store.adjust('c', -1), 0, 'an extra decrement stays at 0')
-      t.equal(await store.adjust('c', 1), 1, 'and the next increment counts from 0, not from -1')
+    t.test('lease never grants more than the window allows, whoever asks', async (t) => {
+      const other = kind === 'redis' ? await open() : store
+      t.same((await store.lease('q', 300, 5, 3)).granted, 3)
+      t.same((await other.lease('q', 300, 5, 3)).granted, 2, 'only what is left')
+      const spent = await store.lease('q', 300, 5, 1)
+      t.equal(spent.granted, 0, 'spent for this window')
+      t.ok(spent.resetInMs > 0 && spent.resetInMs <= 300, `resetInMs ${spent.resetInMs}`)
+      await sleep(350)
+      t.equal((await other.lease('q', 300, 5, 5)).granted, 5, 'a new window grants again')
+    })
+
+    t.test('slots hold to max across instances and are given back', async (t) => {
+      const other = kind === 'redis' ? await open() : store
+      t.equal(await store.acquireSlot('s', 2), true)
+      t.equal(await other.acquireSlot('s', 2), true)
+      t.equal(await store.acquireSlot('s', 2), false, 'the third is refused wherever it asks')
+      await other.releaseSlot('s')
+      t.equal(await store.acquireSlot('s', 2), true, 'a released slot is free again')
+      if (kind === 'redis') {
+        await other.close()
+        t.equal(await store.acquireSlot('s', 2), false, 'still full: this instance holds both')
+        await store.releaseSlot('s')
+        t.equal(await store.acquireSlot('s', 2), true)
+      }
     })
 
     t.test('flags expire and flagTtl reports the first one set', async (t) => {
