@@ -190,6 +190,8 @@ export function parseConfig (rawEnv: Record<string, string | undefined>): Config
     throw new ConfigError(checked.JWT_PRIVATE_KEY_FILE === undefined ? 'JWT_PRIVATE_KEY_FILE' : 'JWT_PUBLIC_KEY_FILE', 'JWT_PRIVATE_KEY_FILE and JWT_PUBLIC_KEY_FILE go together')
   }
   if (production && secret === undefined && !asymmetric) throw new ConfigError('JWT_SECRET', 'required when NODE_ENV=production')
+  // Instances sharing Redis accept each other's tokens only with one shared signing key; a generated one is per DATA_DIR.
+  if (checked.REDIS_URL !== undefined && secret === undefined && !asymmetric) throw new ConfigError('JWT_SECRET', 'required when REDIS_URL is set (every instance must verify the tokens of the others)')
   const socketMaxPayload = Number(checked.SOCKET_MAX_PAYLOAD ?? 65536)
   if (socketMaxPayload < 64) throw new ConfigError('SOCKET_MAX_PAYLOAD', 'must be at least 64 bytes')
   const bodyLimit = Number(checked.BODY_LIMIT ?? 65536)

@@ -41,6 +41,11 @@ t.test('empty strings count as unset, unknown variables are ignored', async (t) 
   t.equal(config.logLevel, 'info')
 })
 
+t.test('REDIS_URL without a shared signing key stops the start', async (t) => {
+  t.throws(() => parseConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }), { name: 'ConfigError', message: /^JWT_SECRET: required when REDIS_URL is set/ })
+  t.doesNotThrow(() => parseConfig({ REDIS_URL: 'redis://127.0.0.1:6379', JWT_SECRET: 'y'.repeat(32) }))
+})
+
 t.test('good values are parsed into typed ones', async (t) => {
   const config = parseConfig({
     PORT: '8080',

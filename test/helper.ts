@@ -32,7 +32,8 @@ export async function isolatedEnv (t: Tap, overrides: Record<string, string> = {
   })
   const url = new URL(process.env.TEST_DATABASE_URL as string)
   url.pathname = `/${name}`
-  return { DATABASE_URL: url.toString(), REDIS_URL: process.env.TEST_REDIS_URL as string, REDIS_KEY_PREFIX: `${name}:`, ...env }
+  // Instances built from one environment share this secret, as a cluster must.
+  return { DATABASE_URL: url.toString(), REDIS_URL: process.env.TEST_REDIS_URL as string, REDIS_KEY_PREFIX: `${name}:`, JWT_SECRET: `secret-${name}-0123456789abcdefghijklmnop`, ...env }
 }
 
 /** Builds a ready gateway from an environment and closes it when the test ends. */
