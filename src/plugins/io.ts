@@ -53,6 +53,7 @@ export default fp(async (app) => {
     app.addHook('onClose', async () => { await Promise.allSettled([pub.quit(), sub.quit()]) })
   }
 
+  const allowedOrigins = new Set(config.corsOrigins)
   await app.register(fastifySocketIO.default, {
     path: '/socket.io',
     serveClient: false,
@@ -60,7 +61,10 @@ export default fp(async (app) => {
     // connection; this is only the transport's hard ceiling (a polling body carries several packets), past which it closes.
     maxHttpBufferSize: Math.max(4 * config.socketMaxPayload, TRANSPORT_MAX_BUFFER),
     // The Origin check itself is in the connection middleware, where the client can be told ORIGIN_NOT_ALLOWED.
-    cors: config.corsOrigins.length > 0 ? { origin: config.corsOrigins, credentials: true } : undefined,
+    // Polling responses are readable from any origin (never with credentials, except for CORS_ORIGINS), so
+    // that a browser on a foreign page is told ORIGIN_NOT_ALLOWED by the gate instead of a bare transport error.
+    // Nothing is exposed by it: authentication is a token in the handshake, never an ambient cookie.
+    cors: (req, callback) => { callback(null, { origin: true, credentials: allowedOrigins.has(req.headers.origin ?? '') }) },
     connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
     // On close, every socket hears `shutdown` before it is disconnected (SPEC §7).
     // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- the plugin's own type for this callback
