@@ -28,6 +28,7 @@ try {
   process.stderr.write(`could not start: ${(err as Error).message}\n`)
   process.exit(1)
 }
+
 // Every TCP connection, upgraded ones (WebSocket) included: closeAllConnections() only knows HTTP ones.
 const connections = new Set<Socket>()
 app.server.on('connection', (socket: Socket) => {
@@ -69,11 +70,24 @@ async function closeDraining (): Promise<void> {
   }
 }
 
+let closing = false
+
 // A second signal during the close exits at once (code 1); so does passing CLOSE_DEADLINE_MS.
-closeWithGrace({ delay: CLOSE_DEADLINE_MS }, async ({ signal, err }) => {
+closeWithGrace({ delay: CLOSE_DEADLINE_MS, skip: ['unhandledRejection'] }, async ({ signal, err }) => {
+  closing = true
   if (err !== undefined) app.log.error({ err }, 'closing after an error')
   else app.log.info({ signal }, 'closing')
   await closeDraining()
+})
+
+/*
+ * Outside a close, an unhandled rejection is rethrown: close-with-grace takes it as an uncaught
+ * exception (close, exit 1). During the close it is logged and the close goes on: a backing store
+ * already gone that refuses a cleanup command must not cost the audit flush still to come.
+ */
+process.on('unhandledRejection', (reason) => {
+  if (!closing) throw reason
+  app.log.error({ err: reason }, 'a promise was rejected while closing; the close goes on')
 })
 
 // Announced only once a signal is handled: whoever waits for this line may stop the process right after it.
