@@ -37,9 +37,11 @@ install: node_modules
 dev: node_modules
 	@exec node --import tsx src/server.ts
 
+# Each run has servers and a state file of its own, so two runs never stop each other's servers.
 test: node_modules
-	@export TEST_SERVERS_STATE="$(TEST_SERVERS_STATE)"; \
-	trap 'bash $(TEST_SERVERS) stop >/dev/null 2>&1 || true' EXIT; \
+	@run_dir="$$(mktemp -d "$${TMPDIR:-/tmp}/spark-make-test-XXXXXX")"; \
+	export TEST_SERVERS_STATE="$$run_dir/servers.env"; \
+	trap 'bash $(TEST_SERVERS) stop >/dev/null 2>&1 || true; rm -rf "$$run_dir"' EXIT; \
 	trap 'exit 130' INT; trap 'exit 143' TERM; \
 	bash $(TEST_SERVERS) start >&2; \
 	set -a; . "$$TEST_SERVERS_STATE"; set +a; \

@@ -56,6 +56,8 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
     return503OnClosing: false,
     // A cold embedded PGlite can take well over Fastify's default 10 s on a loaded machine.
     pluginTimeout: 60_000,
+    // A client that stalls its request is cut off rather than holding a connection forever.
+    requestTimeout: 30_000,
     // Errors the router raises before any route or hook (an undecodable or over-long path segment):
     // SPEC §4 makes a malformed id in a path a 404, and every error keeps the §4 body.
     frameworkErrors: (err, _req, reply) => {
@@ -101,10 +103,10 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(policiesPlugin)
   void app.register(ipAllowlistPlugin)
   void app.register(authPlugin)
+  void app.register(auditPlugin)
   void app.register(rateLimitPlugin)
   void app.register(alertsPlugin)
   void app.register(anomalyPlugin)
-  void app.register(auditPlugin)
   void app.register(auditQueryPlugin)
   void app.register(gatekeeperPlugin)
   void app.register(ioPlugin)
@@ -138,7 +140,7 @@ function toGatewayError (err: FastifyError): GatewayError {
   if (err.code === '23503') return gatewayError('CONFLICT')
   // PostgreSQL data exceptions (class 22: a time out of range, a bad number) only come from values the client sent.
   if (typeof err.code === 'string' && /^22[0-9A-Z]{3}$/.test(err.code)) return gatewayError('VALIDATION_FAILED')
-  if (BACKEND_ERRORS.has(err.code) || /Stream isn't writeable|Connection is closed|Command timed out/.test(err.message)) return gatewayError('UNAVAILABLE')
+  if (BACKEND_ERRORS.has(err.code) || err.name === 'MaxRetriesPerRequestError' || /Stream isn't writeable|Connection is closed|Command timed out/.test(err.message)) return gatewayError('UNAVAILABLE')
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
     // Fastify's own 4xx (bad JSON, bad content type, empty body): the request is not valid.
     return gatewayError(err.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : err.statusCode === 404 ? 'NOT_FOUND' : 'VALIDATION_FAILED', err.message)

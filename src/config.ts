@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -129,6 +130,12 @@ function readTls (env: Env): Config['tls'] {
   if (env.TLS_KEY_FILE === undefined) throw new ConfigError('TLS_KEY_FILE', 'required when TLS_CERT_FILE is set')
   const cert = readPem('TLS_CERT_FILE', env.TLS_CERT_FILE, 'CERTIFICATE')
   const key = readPem('TLS_KEY_FILE', env.TLS_KEY_FILE, 'PRIVATE KEY')
+  // Parse both now, so a damaged file or a mismatched pair stops the start naming the variable, not inside the TLS stack.
+  let certificate: X509Certificate
+  try { certificate = new X509Certificate(cert) } catch { throw new ConfigError('TLS_CERT_FILE', `${env.TLS_CERT_FILE} is not a valid PEM certificate`) }
+  let privateKey: KeyObject
+  try { privateKey = createPrivateKey(key) } catch { throw new ConfigError('TLS_KEY_FILE', `${env.TLS_KEY_FILE} is not a valid PEM private key`) }
+  if (!certificate.checkPrivateKey(privateKey)) throw new ConfigError('TLS_KEY_FILE', `${env.TLS_KEY_FILE} does not match the certificate in TLS_CERT_FILE`)
   return { cert, key }
 }
 

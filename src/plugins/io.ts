@@ -49,6 +49,11 @@ export default fp(async (app) => {
       app.log.warn({ err: err.message }, 'Socket.IO adapter publish failed; delivered on this instance only')
       return 0
     })) as typeof pub.publish
+    // Likewise its unsubscribes at close, which fail when Redis is already gone.
+    for (const method of ['unsubscribe', 'punsubscribe', 'sunsubscribe'] as const) {
+      const original = sub[method].bind(sub) as (...args: unknown[]) => Promise<unknown>
+      ;(sub as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => await original(...args).catch(() => 0)
+    }
     adapter = createAdapter(pub, sub, { key: `${config.redisKeyPrefix}socket.io`, requestsTimeout: CLUSTER_REQUEST_TIMEOUT_MS })
     app.addHook('onClose', async () => { await Promise.allSettled([pub.quit(), sub.quit()]) })
   }
@@ -70,8 +75,10 @@ export default fp(async (app) => {
     // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- the plugin's own type for this callback
     preClose: (done: Function) => {
       const notice = { reason: 'server shutting down', at: new Date().toISOString() }
-      for (const name of NAMESPACES) app.io.of(name).local.emit('shutdown', notice)
-      app.io.local.disconnectSockets(true)
+      for (const name of NAMESPACES) {
+        app.io.of(name).local.emit('shutdown', notice)
+        app.io.of(name).local.disconnectSockets(true)
+      }
       done()
     },
     ...(adapter !== undefined ? { adapter } : {})

@@ -33,6 +33,19 @@ export const KEYS_CHANGED = 'keys:changed'
 // A cached key is re-read after this long even without a broadcast (a lost message heals by itself).
 const CACHE_FRESH_MS = 30_000
 const LAST_USED_FLUSH_MS = 1000
+// A hung PostgreSQL must not hang an authentication: past this the lookup counts as failed. A stopped
+// server is refused at once (SPEC §7's 1 s); this bound is for one that accepts and never answers, and is
+// longer than 1 s so that a burst queued behind the pool is not failed on a busy but healthy database.
+const AUTH_LOOKUP_DEADLINE_MS = 1500
+
+async function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('key lookup timed out')), ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 interface KeyRow {
   id: string
@@ -164,7 +177,7 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
       if (cached !== undefined && Date.now() - cached.loadedAt < CACHE_FRESH_MS) return cached.record
       const epoch = forgotten
       try {
-        const record = await load(id)
+        const record = await withDeadline(load(id), AUTH_LOOKUP_DEADLINE_MS)
         // A change broadcast while this read was in flight may postdate what it read: use it once, do not cache it.
         if (record !== undefined && epoch === forgotten) cache.set(id, { record, loadedAt: Date.now() })
         return record

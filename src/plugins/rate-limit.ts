@@ -5,6 +5,7 @@ import type { Rate } from '../config.js'
 import { gatewayError, type GatewayError } from '../errors.js'
 import { QuotaLeases } from '../limits/quota-leases.js'
 import { clientBucket } from '../net/ip.js'
+import { httpAttempt } from './gatekeeper.js'
 import type { SharedStore } from '../stores/shared-store.js'
 
 declare module 'fastify' {
@@ -50,7 +51,11 @@ export default fp(async (app) => {
     store: sharedStoreClass(store),
     keyGenerator: ipRateKey('http'),
     errorResponseBuilder: (_req, context) => gatewayError('RATE_LIMITED', `Rate limit exceeded, retry in ${context.after}`, context.ttl / 1000),
-    onExceeded: () => { app.gatewayMetrics.rateLimited.inc({ scope: 'http' }) }
+    onExceeded: (req) => {
+      app.gatewayMetrics.rateLimited.inc({ scope: 'http' })
+      // A refused attempt is audited like any other (the credential was never looked at, so no key id).
+      app.audit.record({ ...httpAttempt(req), keyId: null, outcome: 'refused', reason: 'RATE_LIMITED' })
+    }
   })
 
   const leases = new QuotaLeases(store)
@@ -80,4 +85,4 @@ export default fp(async (app) => {
       throw gatewayError('RATE_LIMITED', undefined, result.resetInMs / 1000)
     }
   })
-}, { name: 'rate-limit', dependencies: ['redis', 'metrics'] })
+}, { name: 'rate-limit', dependencies: ['redis', 'metrics', 'audit'] })

@@ -74,7 +74,8 @@ export function redisOptions (prefix: string): RedisOptions {
     keyPrefix: prefix,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: 1000,
+    // Under the 1 s SPEC §7 allows for a refusal, with room for the reply to travel.
+    commandTimeout: 700,
     connectTimeout: 2000,
     lazyConnect: true,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000)

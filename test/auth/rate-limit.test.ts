@@ -15,6 +15,9 @@ t.test('the 4th token request from one IP in a minute is 429 RATE_LIMITED with R
   t.equal(outcome(await requestToken(app, 'spk_whatever_bad', '10.9.0.1')), '429 RATE_LIMITED', 'whatever the credential')
   t.equal((await requestToken(app, apiKey, '10.9.0.2')).statusCode, 200, 'another IP is unaffected')
   t.equal((await requestToken(app, apiKey, '127.0.0.1')).statusCode, 200)
+  await app.audit.flush()
+  const rows = await app.sql<Array<{ n: string }>>`select count(*) as n from auth_attempts where ip = '10.9.0.1' and outcome = 'refused' and reason = 'RATE_LIMITED' and key_id is null`
+  t.equal(Number(rows[0].n), 2, 'each rate-limited attempt is one refused audit row')
 })
 
 t.test('loopback gets no exemption', async (t) => {

@@ -132,8 +132,7 @@ t.test('SIGTERM under load: sockets told, exit 0 in time, every audit row writte
   await waitUntil(() => heard.every((h) => h.disconnect !== undefined), 2000).catch(() => {})
   t.same(heard.map((h) => typeof h.shutdown?.at), ['string', 'string', 'string'], 'each socket (/chat, /chat, /system) received shutdown, saying when')
   t.same(heard.map((h) => h.disconnect?.reason), ['io server disconnect', 'io server disconnect', 'io server disconnect'],
-    `then each is disconnected by the server, not cut at the drain deadline (${heard.map((h) => `${h.disconnect?.reason} +${(h.disconnect?.at ?? NaN) - sigtermAt} ms`).join(', ')})`,
-    { todo: 'src/plugins/io.ts preClose: app.io.local.disconnectSockets(true) only reaches namespace "/"' })
+    `then each is disconnected by the server, not cut at the drain deadline (${heard.map((h) => `${h.disconnect?.reason} +${(h.disconnect?.at ?? NaN) - sigtermAt} ms`).join(', ')})`)
 
   // An attempt is a request the gateway answered as one (200 or 401); the rest were refused as the server closed.
   const attempts = (status.get(200) ?? 0) + (status.get(401) ?? 0)
