@@ -1,0 +1,114 @@
+// What every scenario shares: the run's settings, the result shape run.ts
+// reports, and the load-generator side's entry point.
+import { pathToFileURL } from 'node:url'
+import type { ServerHandle } from './processes.js'
+import { serve, type Handlers } from './rpc.js'
+import { waitFor, type Summary } from './stats.js'
+
+/** The servers under test, by label: A (baseline), B (gateway), optionally A0 (Socket.IO defaults). Shared by every scenario. */
+export interface ServerSet { A: ServerHandle, B: ServerHandle, A0?: ServerHandle }
+
+/** Labels in the order variants are listed (A0 first when present). */
+export function labelsOf (servers: ServerSet): string[] {
+  return servers.A0 !== undefined ? ['A0', 'A', 'B'] : ['A', 'B']
+}
+
+export function serverOf (servers: ServerSet, label: string): ServerHandle {
+  const server = (servers as unknown as Record<string, ServerHandle | undefined>)[label]
+  if (server === undefined) throw new Error(`no server ${label}`)
+  return server
+}
+
+/** Waits until a server has no socket left and has written what it deferred, so the next scenario starts clean. */
+export async function quiesce (server: ServerHandle): Promise<void> {
+  await waitFor(`${server.label} to have no sockets`, async () => await server.call<number>('sockets') === 0, 30_000)
+  await waitFor(`${server.label} to have no connections`, async () => await server.call<number>('connections') === 0, 30_000)
+  await server.call('settle')
+}
+
+export interface BenchSettings {
+  quick: boolean
+  /** Measured trials per variant (alternating A/B). */
+  trials: number
+  /** Length of a measured relay window, seconds. */
+  seconds: number
+  /** Length of a measured fan-out window, seconds. */
+  fanoutSeconds: number
+  /** Warm-up per server before its first trial, seconds. */
+  warmupSeconds: number
+  /** Also run the informational A0 variant (Socket.IO defaults, no connection-state recovery) in relay. */
+  plainBaseline: boolean
+}
+
+export interface Metric {
+  key: string
+  label: string
+  unit: string
+  /** Which direction is better; ratios are always B/A. */
+  better: 'higher' | 'lower'
+  byVariant: Record<string, Summary>
+  /** The goal on B/A, when the brief sets one. */
+  goal?: { op: '>=' | '<=', value: number, text: string }
+}
+
+export interface ScenarioResult {
+  name: string
+  title: string
+  params: Record<string, unknown>
+  /** Variant label (A, B, A0) → what it is. */
+  variants: Record<string, string>
+  metrics: Metric[]
+  /** Server CPU use over each measured window, as a share of one core, per variant. */
+  serverCpuShare: Record<string, number[]>
+  /** Share of each window the server's event loop was runnable but waiting for its CPU (other processes on it). */
+  serverWaitShare?: Record<string, number[]>
+  /** The load generator's own CPU use over each window, as a share of one core, per variant. */
+  loadCpuShare?: Record<string, number[]>
+  /** The load generator's run-queue wait over each window, as a share of it. */
+  loadWaitShare?: Record<string, number[]>
+  notes: string[]
+  /** Raw per-trial numbers, for latest.json. */
+  trials: Array<Record<string, unknown>>
+}
+
+/** A server's CPU and wall time over a window, as bench/lib/server.ts reports it. */
+export interface WindowStats {
+  cpuUs: number
+  userUs: number
+  systemUs: number
+  elapsedUs: number
+  eventLoopUtilization: number
+  /** Time the server's event loop was runnable but waiting for CPU 0 (other processes on it). */
+  runQueueWaitUs: number
+  startUs: number
+  stopUs: number
+  rss: number
+}
+
+export async function windowStart (server: ServerHandle): Promise<void> {
+  await server.call('window:start')
+}
+
+export async function windowStop (server: ServerHandle): Promise<WindowStats> {
+  return await server.call<WindowStats>('window:stop')
+}
+
+/** Whether this module is the process's entry point (so a scenario file can also be its own load generator). */
+export function isEntry (moduleUrl: string): boolean {
+  return process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === moduleUrl
+}
+
+/** Runs the load-generator side of a scenario: its commands over IPC, plus `close`. */
+export function serveLoadGenerator (handlers: Handlers): void {
+  serve({
+    ...handlers,
+    close: () => { setImmediate(() => process.exit(0)) }
+  })
+  process.send?.({ ready: true })
+}
+
+export const VARIANT_DESCRIPTIONS: Record<string, string> = {
+  A: 'bare Fastify + fastify-socket.io, the gateway\'s Socket.IO options (connection-state recovery on), /chat relay, no auth',
+  A0: 'as A with Socket.IO defaults (no connection-state recovery); informational',
+  B: 'the gateway: build(parseConfig(memory://, limits raised)), token auth, policy, packet gate'
+}

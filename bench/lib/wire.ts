@@ -1,0 +1,181 @@
+// A lean Socket.IO v4 client speaking the wire protocol over `ws` directly
+// (engine.io websocket transport, EIO=4). It sends exactly the frames
+// socket.io-client sends, so the server's work is the same, but it does not
+// decode relayed events (it counts them), which lets one load-generator core
+// drive a server core. Correctness of what the servers send is checked with
+// full JSON decoding on demand (`inspect`) and by test/sockets/*.
+import { createRequire } from 'node:module'
+
+interface WebSocketLike {
+  readonly readyState: number
+  send: (data: string) => void
+  close: () => void
+  terminate: () => void
+  on: ((event: 'open' | 'close', listener: () => void) => void) &
+  ((event: 'message', listener: (data: Buffer, isBinary: boolean) => void) => void) &
+  ((event: 'error', listener: (err: Error) => void) => void)
+}
+type WebSocketCtor = new (url: string, options: { perMessageDeflate: boolean }) => WebSocketLike
+
+// `ws` as socket.io-client's engine.io-client resolves it: always present with socket.io-client, whatever npm hoists.
+const requireHere = createRequire(import.meta.url)
+const requireFromEngine = createRequire(createRequire(requireHere.resolve('socket.io-client')).resolve('engine.io-client'))
+const WebSocket = requireFromEngine('ws') as WebSocketCtor
+
+const CH_0 = 0x30
+const CH_2 = 0x32
+const CH_3 = 0x33
+const CH_4 = 0x34
+
+export interface WireOptions {
+  /** http://127.0.0.1:port */
+  url: string
+  namespace: string
+  /** The CONNECT packet's payload (the handshake `auth`). */
+  auth: Record<string, unknown>
+}
+
+/** Raised when the namespace refuses the connection (CONNECT_ERROR). */
+export class ConnectRefused extends Error {}
+
+export class WireSocket {
+  /** Events received (any event, counted, not decoded). */
+  events = 0
+  /** Called for every event frame (without decoding it). */
+  onEvent: ((frame: Buffer) => void) | undefined
+  /** Called when the connection is lost. */
+  onClose: (() => void) | undefined
+  private readonly ws: WebSocketLike
+  private readonly prefix: string
+  private readonly ackStart: number
+  private nextAck = 0
+  private readonly acks = new Map<number, (frame: Buffer, bodyStart: number) => void>()
+  private connectWaiter: { resolve: () => void, reject: (err: Error) => void } | undefined
+  private connected = false
+
+  constructor (private readonly options: WireOptions) {
+    this.prefix = options.namespace === '/' ? '' : `${options.namespace},`
+    this.ackStart = 2 + this.prefix.length
+    const base = options.url.replace(/^http/, 'ws')
+    this.ws = new WebSocket(`${base}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false })
+    this.ws.on('message', (data) => { this.receive(data) })
+    this.ws.on('close', () => {
+      this.connectWaiter?.reject(new Error('closed before connecting'))
+      this.connectWaiter = undefined
+      if (this.connected) {
+        this.connected = false
+        this.onClose?.()
+      }
+    })
+    this.ws.on('error', (err) => {
+      this.connectWaiter?.reject(err)
+      this.connectWaiter = undefined
+    })
+  }
+
+  /** Resolves once the namespace accepted the CONNECT; rejects with ConnectRefused or a network error. */
+  async connect (): Promise<void> {
+    await new Promise<void>((resolve, reject) => { this.connectWaiter = { resolve, reject } })
+  }
+
+  get isConnected (): boolean { return this.connected }
+
+  /** Emits an event; with `onAck`, asks for an acknowledgement and passes its raw frame. */
+  emit (event: string, payload: unknown, onAck?: (frame: Buffer, bodyStart: number) => void): void {
+    const body = JSON.stringify([event, payload])
+    if (onAck === undefined) {
+      this.ws.send(`42${this.prefix}${body}`)
+      return
+    }
+    const id = this.nextAck++
+    this.acks.set(id, onAck)
+    this.ws.send(`42${this.prefix}${id}${body}`)
+  }
+
+  /** Emits and resolves with the decoded acknowledgement (for set-up steps, not the measured loop). */
+  async emitWithAck (event: string, payload: unknown): Promise<unknown> {
+    return await new Promise((resolve) => {
+      this.emit(event, payload, (frame, start) => { resolve((JSON.parse(frame.toString('utf8', start)) as unknown[])[0]) })
+    })
+  }
+
+  /** As socket.io-client's `close()`: a DISCONNECT packet, then the transport closes. */
+  close (): void {
+    if (this.connected && this.ws.readyState === 1) this.ws.send(`41${this.prefix}`)
+    this.connected = false
+    this.ws.close()
+  }
+
+  terminate (): void {
+    this.connected = false
+    this.ws.terminate()
+  }
+
+  private receive (frame: Buffer): void {
+    const type = frame[0]
+    if (type === CH_4) {
+      const packet = frame[1]
+      if (packet === CH_2) {
+        this.events++
+        this.onEvent?.(frame)
+      } else if (packet === CH_3) {
+        // "43/chat,<id>[...]": read the id digits in place.
+        let id = 0
+        let i = this.ackStart
+        for (let c = frame[i]; c >= 0x30 && c <= 0x39; c = frame[++i]) id = id * 10 + c - 0x30
+        const ack = this.acks.get(id)
+        if (ack !== undefined) {
+          this.acks.delete(id)
+          ack(frame, i)
+        }
+      } else if (packet === CH_0) {
+        this.connected = true
+        this.connectWaiter?.resolve()
+        this.connectWaiter = undefined
+      } else if (packet === CH_4) {
+        const text = frame.toString('utf8', this.ackStart)
+        this.connectWaiter?.reject(new ConnectRefused((JSON.parse(text) as { message: string }).message))
+        this.connectWaiter = undefined
+        this.ws.close()
+      }
+    } else if (type === CH_2) {
+      this.ws.send('3')
+    } else if (type === CH_0) {
+      // engine.io OPEN: connect to the namespace with the handshake auth.
+      this.ws.send(`40${this.prefix}${JSON.stringify(this.options.auth)}`)
+    }
+  }
+}
+
+/** Decodes one event frame: [event, payload, offset?] (for spot checks). */
+export function decodeEvent (frame: Buffer, namespace: string): unknown[] {
+  const text = frame.toString('utf8')
+  return JSON.parse(text.slice(2 + (namespace === '/' ? 0 : namespace.length + 1))) as unknown[]
+}
+
+/**
+ * Opens `count` sockets, at most `concurrency` connecting at once; resolves
+ * with them in order, and the handshake latency of each in ms.
+ */
+export async function openMany (count: number, concurrency: number, make: (i: number) => WireOptions): Promise<{ sockets: WireSocket[], latenciesMs: number[] }> {
+  const sockets: WireSocket[] = new Array(count)
+  const latenciesMs: number[] = new Array(count)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++
+      const started = performance.now()
+      const socket = new WireSocket(make(i))
+      sockets[i] = socket
+      await socket.connect()
+      latenciesMs[i] = performance.now() - started
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
+  return { sockets, latenciesMs }
+}
+
+/** Starts closing every socket; the server's socket count tells when it has seen them go. */
+export function closeAll (sockets: WireSocket[]): void {
+  for (const socket of sockets) socket.close()
+}

@@ -1,0 +1,366 @@
+// `make bench`: every scenario, A (bare Socket.IO) against B (the gateway) in
+// the same run, alternating over several trials after a warm-up, then a CPU
+// profile of the gateway's relay path and the micro-benchmarks beside this
+// file. Writes bench/results/latest.json and latest.md; prints a table.
+//
+// The servers (A, B, and A0 when asked) start once, in parallel, and serve
+// every scenario in turn (idle memory first, on fresh heaps); the profiled
+// pair starts with them and waits idle for the profile step.
+//
+//   BENCH_QUICK=1           shorter run (2 s windows, fewer sockets, no A0)
+//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, profile, micro)
+//   BENCH_TRIALS=n          measured trials per variant (default 3)
+//   BENCH_SECONDS=s         measured relay window (default 5; fan-out uses 3)
+//   BENCH_PLAIN_BASELINE=1  add the informational A0 variant (Socket.IO defaults) to relay (default on, off with QUICK)
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js'
+import { buildServers, fromSource, pinning, SERVER_CPU, startServer, type ServerHandle } from './lib/processes.js'
+import type { BenchSettings, Metric, ScenarioResult, ServerSet } from './lib/scenario.js'
+import { fmt, median, ratio } from './lib/stats.js'
+import { run as runFanout } from './scenarios/fanout.js'
+import { run as runHandshakes } from './scenarios/handshakes.js'
+import { IDLE_SOCKETS, IDLE_SOCKETS_QUICK, run as runIdleMemory } from './scenarios/idle-memory.js'
+import { profileRelay, run as runRelay, startProfiledServer, type ProfileRun } from './scenarios/relay.js'
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url))
+const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
+const PROFILES = fileURLToPath(new URL('./results/profiles/', import.meta.url))
+
+function settingsFromEnv (): BenchSettings & { only: Set<string> | undefined, profileSeconds: number } {
+  const quick = process.env.BENCH_QUICK === '1'
+  const number = (name: string, fallback: number): number => {
+    const value = Number(process.env[name])
+    return Number.isFinite(value) && value > 0 ? value : fallback
+  }
+  const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  return {
+    quick,
+    trials: number('BENCH_TRIALS', 3),
+    seconds: number('BENCH_SECONDS', quick ? 2 : 5),
+    fanoutSeconds: quick ? 2 : 3,
+    warmupSeconds: quick ? 1 : 2,
+    plainBaseline: process.env.BENCH_PLAIN_BASELINE !== undefined ? process.env.BENCH_PLAIN_BASELINE === '1' : !quick,
+    only: only === undefined || only.length === 0 ? undefined : new Set(only),
+    profileSeconds: quick ? 3 : 6
+  }
+}
+
+// ---- verdicts ----
+
+type Verdict = 'server-bound' | 'contended' | 'client-bound' | 'unsaturated'
+
+/**
+ * What limited a variant's throughput, from the medians of its windows:
+ * - server-bound: the server used ≥ 90% of its core (throughput is the server's);
+ * - contended: the server wanted its core ≥ 90% of the time but other processes
+ *   on it took part of that (run-queue wait): CPU per operation holds, throughput does not;
+ * - client-bound: the load generator used (or wanted) ≥ 90% of its core;
+ * - unsaturated: neither side was busy (round trips, or both sides waiting on a shared machine).
+ */
+function verdict (result: ScenarioResult, label: string): { verdict: Verdict, cpu: number, wait: number, load?: number, loadWait?: number } | undefined {
+  const cpu = result.serverCpuShare[label]
+  if (cpu === undefined || cpu.length === 0) return undefined
+  const c = median(cpu)
+  const w = median(result.serverWaitShare?.[label] ?? [0])
+  const l = result.loadCpuShare?.[label] !== undefined ? median(result.loadCpuShare[label]) : undefined
+  const lw = result.loadWaitShare?.[label] !== undefined ? median(result.loadWaitShare[label]) : undefined
+  const v: Verdict = c >= 0.9 ? 'server-bound' : c + w >= 0.9 ? 'contended' : l !== undefined && l + (lw ?? 0) >= 0.9 ? 'client-bound' : l === undefined ? 'client-bound' : 'unsaturated'
+  return { verdict: v, cpu: c, wait: w, ...(l !== undefined ? { load: l } : {}), ...(lw !== undefined ? { loadWait: lw } : {}) }
+}
+
+function describeVerdict (label: string, v: NonNullable<ReturnType<typeof verdict>>): string {
+  return `${label}: ${v.verdict} (server CPU ${(v.cpu * 100).toFixed(0)}% of a core + run-queue wait ${(v.wait * 100).toFixed(0)}%` +
+    `${v.load !== undefined ? `; load generator CPU ${(v.load * 100).toFixed(0)}% + wait ${((v.loadWait ?? 0) * 100).toFixed(0)}%` : ''})`
+}
+
+interface Row {
+  scenario: string
+  metric: Metric
+  labels: string[]
+  ratio?: ReturnType<typeof ratio>
+  ratioA0?: ReturnType<typeof ratio>
+  goalMet?: boolean
+}
+
+function rows (result: ScenarioResult): Row[] {
+  return result.metrics.map((metric) => {
+    const labels = Object.keys(metric.byVariant)
+    const a = metric.byVariant.A
+    const b = metric.byVariant.B
+    const r = a !== undefined && b !== undefined ? ratio(b, a) : undefined
+    const a0 = metric.byVariant.A0
+    const row: Row = { scenario: result.name, metric, labels, ratio: r, ...(a0 !== undefined && b !== undefined ? { ratioA0: ratio(b, a0) } : {}) }
+    if (metric.goal !== undefined && r !== undefined) row.goalMet = metric.goal.op === '>=' ? r.median >= metric.goal.value : r.median <= metric.goal.value
+    return row
+  })
+}
+
+function digits (value: number): number {
+  const abs = Math.abs(value)
+  return abs >= 100 ? 0 : abs >= 10 ? 1 : 2
+}
+
+const num = (v: number): string => fmt(v, digits(v))
+const cell = (s: { median: number, min: number, max: number } | undefined): string =>
+  s === undefined ? '' : `${num(s.median)} (${num(s.min)}–${num(s.max)})`
+const ratioCell = (r: { median: number, min: number, max: number } | undefined): string =>
+  r === undefined ? '' : `${r.median.toFixed(3)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})`
+
+// ---- micro-benchmarks written beside this file (run as they are, in their own process) ----
+
+function runMicro (file: string): { file: string, ok: boolean, output: string } | undefined {
+  const path = fileURLToPath(new URL(file, import.meta.url))
+  if (!existsSync(path)) return undefined
+  const hasTaskset = spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0
+  const argv = [process.execPath, '--import', 'tsx', path]
+  const res = hasTaskset
+    ? spawnSync('taskset', ['-c', SERVER_CPU, ...argv], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 })
+    : spawnSync(argv[0], argv.slice(1), { cwd: ROOT, encoding: 'utf8', timeout: 120_000 })
+  const output = `${res.stdout ?? ''}${res.status === 0 ? '' : res.stderr ?? ''}`.trim()
+  return { file: `bench/${file}`, ok: res.status === 0, output: res.status === 0 ? output : `failed (${res.status ?? res.signal}): ${output.slice(-2000)}` }
+}
+
+// ---- profile ----
+
+interface ProfiledServer { run: ProfileRun, summary: ProfileSummary, file: string }
+interface ProfileReport { B: ProfiledServer, A?: ProfiledServer }
+
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`
+
+/** Main-thread µs per publish spent in each origin (self time), from the profile's shares of busy samples. */
+function usPerPublishByOrigin (p: ProfiledServer): Map<string, number> {
+  const idle = p.summary.byOrigin.find((o) => o.origin === '(idle)')?.selfShare ?? 0
+  const busy = 1 - idle
+  return new Map(p.summary.byOrigin.filter((o) => o.origin !== '(idle)').map((o) => [o.origin, (o.selfShare / busy) * p.run.cpuUsPerPublish]))
+}
+
+function profileTables (p: ProfileReport): string[] {
+  const lines: string[] = []
+  const { B } = p
+  const { summary } = B
+  lines.push(`Profile of B under the relay load (${(B.run.window.elapsedUs / 1e6).toFixed(0)} s window, ${summary.samples} samples at 250 µs${summary.windowed ? ', window only' : ', whole process'}; ` +
+    `${num(B.run.msgsPerSec)} msg/s, ${num(B.run.cpuUsPerPublish)} µs CPU/publish while profiled): \`${B.file}\``)
+  lines.push('')
+  lines.push('Self time by origin: ' + summary.byOrigin.slice(0, 14).map((o) => `${o.origin} ${pct(o.selfShare)}`).join(', '))
+  const srcTotal = summary.byOrigin.find((o) => o.origin === 'src')?.selfShare ?? 0
+  lines.push('')
+  lines.push(`Top self time in src/ (all of src/: ${pct(srcTotal)} self):`)
+  lines.push('')
+  lines.push('| self | total | function |')
+  lines.push('|---:|---:|---|')
+  for (const f of summary.functions.filter((f) => f.kind === 'src').slice(0, 12)) lines.push(`| ${pct(f.selfShare)} | ${pct(f.totalShare)} | ${f.name}${f.selfShare >= 0.03 ? ' **≥3%**' : ''} |`)
+  lines.push('')
+  lines.push('Top inclusive time of src/ functions (their callees included):')
+  lines.push('')
+  lines.push('| total | self | function |')
+  lines.push('|---:|---:|---|')
+  for (const f of [...summary.functions].filter((f) => f.kind === 'src').sort((a, b) => b.totalSamples - a.totalSamples).slice(0, 10)) lines.push(`| ${pct(f.totalShare)} | ${pct(f.selfShare)} | ${f.name} |`)
+  lines.push('')
+  lines.push('Top self time in dependencies, Node and V8:')
+  lines.push('')
+  lines.push('| self | total | origin | function |')
+  lines.push('|---:|---:|---|---|')
+  for (const f of summary.functions.filter((f) => f.kind !== 'src').slice(0, 20)) lines.push(`| ${pct(f.selfShare)} | ${pct(f.totalShare)} | ${f.origin} | ${f.name} |`)
+  if (p.A !== undefined) {
+    const a = usPerPublishByOrigin(p.A)
+    const b = usPerPublishByOrigin(B)
+    const origins = [...new Set([...a.keys(), ...b.keys()])]
+      .map((o) => ({ origin: o, a: a.get(o) ?? 0, b: b.get(o) ?? 0 }))
+      .sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a))
+    lines.push('')
+    lines.push(`A profiled the same way (${num(p.A.run.msgsPerSec)} msg/s, ${num(p.A.run.cpuUsPerPublish)} µs CPU/publish): \`${p.A.file}\`. ` +
+      'Main-thread µs per publish by origin (busy share × CPU per publish), largest differences first:')
+    lines.push('')
+    lines.push('| origin | A µs/publish | B µs/publish | B − A |')
+    lines.push('|---|---:|---:|---:|')
+    for (const o of origins.slice(0, 14)) lines.push(`| ${o.origin} | ${o.a.toFixed(1)} | ${o.b.toFixed(1)} | ${(o.b - o.a >= 0 ? '+' : '')}${(o.b - o.a).toFixed(1)} |`)
+    lines.push('')
+    lines.push('One profiled window each, not alternated: the syscall rows ((native) writev, node streams) move with the machine\'s load from one window to the next; ' +
+      'the rows that only B has (src, prom-client) are the gateway\'s own per-packet work. The A/B comparison of record is the relay table above.')
+  }
+  return lines
+}
+
+// ---- reports ----
+
+function markdown (meta: Record<string, unknown>, results: ScenarioResult[], micro: Array<{ file: string, ok: boolean, output: string }>, profile: ProfileReport | undefined): string {
+  const lines: string[] = []
+  lines.push('# Spark Gateway benchmarks (latest run)')
+  lines.push('')
+  lines.push(`Run with \`make bench\` (\`npx tsx bench/run.ts\`) on ${String(meta.date)}: Node ${String(meta.node)}, ${String(meta.cpus)} CPUs, ${String(meta.pinning)}; servers ${String(meta.servers)}. ` +
+    `Settings: ${JSON.stringify(meta.settings)}.`)
+  lines.push('')
+  lines.push('Values are medians over the trials with (min–max); B/A is the ratio of the medians with the range of per-trial-pair ratios. ' +
+    'Server CPU µs per operation (the server process\'s own `process.cpuUsage()` over the measured window) is the metric of record: ' +
+    'throughput depends on the load generator and on other processes sharing the machine.')
+  lines.push('')
+  const goals = goalLines(results)
+  if (goals.length > 0) {
+    lines.push('Goals:', '', ...goals.map((g) => `- ${g}`), '')
+  }
+  for (const result of results) {
+    lines.push(`## ${result.title}`)
+    lines.push('')
+    for (const [label, description] of Object.entries(result.variants)) lines.push(`- ${label}: ${description}`)
+    lines.push('')
+    const hasA0 = result.metrics.some((m) => m.byVariant.A0 !== undefined)
+    lines.push(`| metric | A | B | B/A | goal |${hasA0 ? ' A0 | B/A0 |' : ''}`)
+    lines.push(`|---|---:|---:|---:|---|${hasA0 ? '---:|---:|' : ''}`)
+    for (const row of rows(result)) {
+      const goal = row.metric.goal === undefined ? '' : `${row.metric.goal.text}: ${row.goalMet === true ? 'met' : 'NOT met'}`
+      lines.push(`| ${row.metric.label} (${row.metric.unit}) | ${cell(row.metric.byVariant.A)} | ${cell(row.metric.byVariant.B)} | ${ratioCell(row.ratio)} | ${goal} |${hasA0 ? ` ${cell(row.metric.byVariant.A0)} | ${ratioCell(row.ratioA0)} |` : ''}`)
+    }
+    lines.push('')
+    const verdicts = Object.keys(result.serverCpuShare).map((label) => {
+      const v = verdict(result, label)
+      return v === undefined ? '' : describeVerdict(label, v)
+    }).filter((s) => s.length > 0)
+    if (verdicts.length > 0) lines.push(`Load: ${verdicts.join('; ')}.`, '')
+    for (const note of result.notes) lines.push(`- ${note}`)
+    if (result.notes.length > 0) lines.push('')
+  }
+  if (profile !== undefined) {
+    lines.push('## Profile: the gateway\'s relay path')
+    lines.push('')
+    lines.push(...profileTables(profile))
+    lines.push('')
+  }
+  if (micro.length > 0) {
+    lines.push('## Micro-benchmarks')
+    lines.push('')
+    for (const m of micro) lines.push(`- \`${m.file}\`${m.ok ? '' : ' (FAILED)'}:`, '', '```', m.output, '```', '')
+  }
+  return lines.join('\n')
+}
+
+/** One line per goal of the brief: the B/A ratio, its goal, met or not, and what limited the run. */
+function goalLines (results: ScenarioResult[]): string[] {
+  const lines: string[] = []
+  for (const result of results) {
+    for (const row of rows(result)) {
+      if (row.metric.goal === undefined || row.ratio === undefined) continue
+      const b = verdict(result, 'B')
+      lines.push(`${result.name} ${row.metric.label}: B/A ${row.ratio.median.toFixed(3)} (pairs ${row.ratio.min.toFixed(2)}–${row.ratio.max.toFixed(2)}), goal ${row.metric.goal.text}: ` +
+        `${row.goalMet === true ? 'met' : 'NOT met'}${b !== undefined && b.verdict !== 'server-bound' ? ` [B ${b.verdict}]` : ''}`)
+    }
+  }
+  return lines
+}
+
+function table (results: ScenarioResult[]): string {
+  const out: string[][] = [['scenario', 'metric', 'A', 'B', 'B/A', 'goal']]
+  for (const result of results) {
+    for (const row of rows(result)) {
+      const goal = row.metric.goal === undefined ? '' : `${row.metric.goal.text} ${row.goalMet === true ? 'met' : 'NOT met'}`
+      out.push([result.name, `${row.metric.label} (${row.metric.unit})`, cell(row.metric.byVariant.A), cell(row.metric.byVariant.B), ratioCell(row.ratio), goal])
+      if (row.metric.byVariant.A0 !== undefined) out.push(['', '  A0 (no recovery), B/A0', cell(row.metric.byVariant.A0), '', ratioCell(row.ratioA0), ''])
+    }
+    for (const label of Object.keys(result.serverCpuShare)) {
+      const v = verdict(result, label)
+      if (v !== undefined) {
+        out.push(['', `  ${label}: ${v.verdict}`, `server cpu ${(v.cpu * 100).toFixed(0)}% wait ${(v.wait * 100).toFixed(0)}%`,
+          v.load !== undefined ? `load cpu ${(v.load * 100).toFixed(0)}% wait ${((v.loadWait ?? 0) * 100).toFixed(0)}%` : '', '', ''])
+      }
+    }
+  }
+  const widths = out[0].map((_, i) => Math.max(...out.map((r) => r[i].length)))
+  return out.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n')
+}
+
+async function main (): Promise<void> {
+  const settings = settingsFromEnv()
+  const wants = (name: string): boolean => settings.only === undefined || settings.only.has(name)
+  mkdirSync(PROFILES, { recursive: true })
+  const started = Date.now()
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    pinning,
+    servers: fromSource ? 'from source under tsx (BENCH_FROM_SOURCE=1)' : 'compiled with tsc to bench/.build (as npm start runs dist/)',
+    settings: { quick: settings.quick, trials: settings.trials, seconds: settings.seconds, fanoutSeconds: settings.fanoutSeconds, warmupSeconds: settings.warmupSeconds, plainBaseline: settings.plainBaseline, only: settings.only === undefined ? null : [...settings.only] }
+  }
+  const log = (msg: string): void => { process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s] ${msg}\n`) }
+
+  const scenarios: Array<[string, (s: BenchSettings, servers: ServerSet) => Promise<ScenarioResult>]> = [
+    ['idle-memory', runIdleMemory], ['handshakes', runHandshakes], ['relay', runRelay], ['fanout', runFanout]
+  ]
+  const wanted = scenarios.filter(([name]) => wants(name))
+  const tokens = settings.quick ? IDLE_SOCKETS_QUICK : IDLE_SOCKETS
+  const scratch = join(PROFILES, `tmp-${process.pid}`)
+  const all: ServerHandle[] = []
+  const track = async (p: Promise<ServerHandle>): Promise<ServerHandle> => { const s = await p; all.push(s); return s }
+
+  const results: ScenarioResult[] = []
+  let profile: ProfileReport | undefined
+  try {
+    log(fromSource ? 'servers run from source (tsx)' : 'compiling the servers (tsc → bench/.build)…')
+    buildServers()
+    log('starting servers…')
+    const [A, B, A0, profiledB, profiledA] = await Promise.all([
+      wanted.length > 0 ? track(startServer('baseline', { tokens })) : undefined,
+      wanted.length > 0 ? track(startServer('gateway', { tokens })) : undefined,
+      wanted.length > 0 && settings.plainBaseline && wants('relay') ? track(startServer('baseline-plain', { tokens })) : undefined,
+      wants('profile') ? track(startProfiledServer('gateway', 'B', scratch)) : undefined,
+      wants('profile') ? track(startProfiledServer('baseline', 'A', scratch)) : undefined
+    ])
+    for (const [name, run] of wanted) {
+      log(`${name}…`)
+      results.push(await run(settings, { A: A!, B: B!, ...(A0 !== undefined && name === 'relay' ? { A0 } : {}) }))
+    }
+    if (profiledB !== undefined && profiledA !== undefined) {
+      log('profiles of B and A under the relay load…')
+      const summarize = (run: ProfileRun): ProfiledServer => ({ run, summary: summarizeProfile(run.file, ROOT, run.window), file: run.file.slice(ROOT.length) })
+      const b = await profileRelay(settings, profiledB, scratch, join(PROFILES, 'relay-gateway.cpuprofile'), settings.profileSeconds)
+      const a = await profileRelay(settings, profiledA, scratch, join(PROFILES, 'relay-baseline.cpuprofile'), settings.profileSeconds)
+      profile = { B: summarize(b), A: summarize(a) }
+    }
+  } finally {
+    for (const server of all) await server.stop().catch(() => {})
+    rmSync(scratch, { recursive: true, force: true })
+  }
+
+  const micro: Array<{ file: string, ok: boolean, output: string }> = []
+  if (wants('micro')) {
+    for (const file of ['policy.ts', 'token.ts']) {
+      log(`micro-benchmark bench/${file}…`)
+      const m = runMicro(file)
+      if (m !== undefined) micro.push(m)
+    }
+  }
+
+  const elapsedSeconds = (Date.now() - started) / 1000
+  const profileJson = (p: ProfiledServer): Record<string, unknown> => ({
+    file: p.file, window: p.run.window, msgsPerSec: p.run.msgsPerSec, cpuUsPerPublish: p.run.cpuUsPerPublish, samples: p.summary.samples, windowed: p.summary.windowed,
+    byOrigin: p.summary.byOrigin.slice(0, 30), functions: p.summary.functions.slice(0, 80), src: p.summary.functions.filter((f) => f.kind === 'src').slice(0, 40)
+  })
+  const json = {
+    meta: { ...meta, elapsedSeconds },
+    scenarios: results.map((r) => ({ ...r, rows: rows(r).map((row) => ({ metric: row.metric.key, ratio: row.ratio, ratioA0: row.ratioA0, goal: row.metric.goal, goalMet: row.goalMet })), verdicts: Object.fromEntries(Object.keys(r.serverCpuShare).map((l) => [l, verdict(r, l)])) })),
+    profile: profile === undefined ? undefined : { B: profileJson(profile.B), ...(profile.A !== undefined ? { A: profileJson(profile.A) } : {}) },
+    micro
+  }
+  mkdirSync(RESULTS, { recursive: true })
+  writeFileSync(new URL('./results/latest.json', import.meta.url), `${JSON.stringify(json, null, 2)}\n`)
+  writeFileSync(new URL('./results/latest.md', import.meta.url), `${markdown({ ...meta, elapsedSeconds }, results, micro, profile)}\n`)
+
+  console.log(`Spark Gateway bench: Node ${process.version}, ${meta.cpus} CPUs, ${pinning}, ${elapsedSeconds.toFixed(0)} s`)
+  console.log(table(results))
+  for (const goal of goalLines(results)) console.log(`goal: ${goal}`)
+  if (profile !== undefined) {
+    const src = profile.B.summary.functions.filter((f) => f.kind === 'src').slice(0, 4)
+    console.log(`profile (B, relay): src/ self ${pct(profile.B.summary.byOrigin.find((o) => o.origin === 'src')?.selfShare ?? 0)}; top: ${src.map((f) => `${f.name} ${pct(f.selfShare)}`).join(', ')}`)
+  }
+  for (const m of micro) console.log(`${m.file}: ${m.ok ? m.output.split('\n').slice(-1)[0] : 'FAILED (see latest.md)'}`)
+  console.log('full report: bench/results/latest.md, bench/results/latest.json')
+}
+
+main().then(() => { process.exit(0) }, (err: unknown) => {
+  console.error(err)
+  process.exit(1)
+})
