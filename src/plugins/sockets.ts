@@ -4,7 +4,8 @@ import { createClientIpResolver } from '../net/client-ip.js'
 import { registerChat } from '../sockets/chat.js'
 import { registerError } from '../sockets/error.js'
 import { applyKeyChange, enforcePolicy } from '../sockets/live-policy.js'
-import { connectRefusal } from '../sockets/refusal.js'
+import { connectRefusal, forceDisconnect } from '../sockets/refusal.js'
+import { ExpiryWatch } from '../sockets/expiry-watch.js'
 import { registerNotification } from '../sockets/notification.js'
 import { registerSystem } from '../sockets/system.js'
 import type { GatewaySocket } from '../sockets/types.js'
@@ -23,11 +24,17 @@ export const TOKEN_REVOKED_CHANNEL = 'tokens:revoked'
 
 /** The Socket.IO side of the gateway: it only adapts what the plugins before it decorate. */
 export default fp(async (app) => {
-  const clientIp = createClientIpResolver(app.config.trustProxy)
-  registerChat(app, clientIp)
-  registerNotification(app, clientIp)
-  registerSystem(app, clientIp)
-  registerError(app, clientIp)
+  const expiry = new ExpiryWatch({
+    expiring: (socket, expiresAt) => { socket.emit('auth:expiring', { expiresAt }) },
+    expired: (socket, expiresAt) => { socket.emit('auth:expired', { expiresAt }) },
+    cut: (socket) => { forceDisconnect(app, socket, gatewayError('TOKEN_EXPIRED', 'The token expired and was not refreshed')) }
+  })
+  app.addHook('onClose', async () => { expiry.close() })
+  const context = { clientIp: createClientIpResolver(app.config.trustProxy), expiry }
+  registerChat(app, context)
+  registerNotification(app, context)
+  registerSystem(app, context)
+  registerError(app, context)
   // Socket.IO always serves the main namespace; it is none of the gateway's, so nobody may sit in it unauthenticated.
   app.io.of('/').use((_socket, next) => {
     next(connectRefusal(gatewayError('NOT_FOUND', `Connect to one of ${NAMESPACES.join(', ')}`)))

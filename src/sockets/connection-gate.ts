@@ -74,6 +74,10 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
         expired: false
       }
       if (slotKeyId !== undefined) holdConnectionSlot(app, socket, slotKeyId)
+      // The token has done its work: keeping it on the handshake would cost every idle socket its size,
+      // and ship it to other instances in fetchSockets answers.
+      const { token: _spent, ...rest } = socket.handshake.auth as Record<string, unknown>
+      socket.handshake.auth = rest
       next()
     } catch (err) {
       if (slotKeyId !== undefined) releaseConnection(app, slotKeyId)

@@ -1,11 +1,10 @@
-import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance } from 'fastify'
-import { gateNamespace } from './namespace.js'
+import { gateNamespace, type NamespaceContext } from './namespace.js'
 
 /**
  * `/error`: the gateway's own error events for a subject (refused packets,
  * forced disconnects), delivered to `user:<sub>` by the packet gate.
  */
-export function registerError (app: FastifyInstance, clientIp: (req: IncomingMessage) => string): void {
-  gateNamespace(app, '/error', clientIp)
+export function registerError (app: FastifyInstance, context: NamespaceContext): void {
+  gateNamespace(app, '/error', context)
 }

@@ -3,20 +3,28 @@ import type { FastifyInstance } from 'fastify'
 import { createConnectionGate } from './connection-gate.js'
 import { enforcePolicy } from './live-policy.js'
 import { attachProtocol } from './protocol.js'
+import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewayNamespace, GatewaySocket } from './types.js'
+
+/** What every namespace of an instance shares. */
+export interface NamespaceContext {
+  clientIp: (req: IncomingMessage) => string
+  expiry: ExpiryWatch
+}
 
 /**
  * Puts the gateway in front of one namespace: the connection gate on every
  * handshake (recovered sessions included), then the packet gate and protocol.
  */
-export function gateNamespace (app: FastifyInstance, name: string, clientIp: (req: IncomingMessage) => string): GatewayNamespace {
+export function gateNamespace (app: FastifyInstance, name: string, context: NamespaceContext): GatewayNamespace {
   const nsp = app.io.of(name)
   const gauge = app.gatewayMetrics.socketConnections.labels({ namespace: name })
-  nsp.use(createConnectionGate(app, clientIp))
+  const relayed = app.gatewayMetrics.socketPackets.labels({ namespace: name, outcome: 'relayed' })
+  nsp.use(createConnectionGate(app, context.clientIp))
   nsp.on('connection', (socket: GatewaySocket) => {
     gauge.inc()
     socket.on('disconnect', () => { gauge.dec() })
-    attachProtocol(app, socket)
+    attachProtocol(app, socket, context.expiry, relayed)
     // A recovered session gets its old rooms back: keep only those its policy still allows.
     if (socket.recovered) enforcePolicy(app, socket)
   })

@@ -3,8 +3,10 @@ import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { keyRoom } from '../plugins/io.js'
 import type { MessagePayload, RefreshPayload, RoomPayload } from './envelopes.js'
-import { forceDisconnect, packetRefusal } from './refusal.js'
+import { packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
+import type { Counter } from 'prom-client'
+import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewaySocket, RelayedMessage } from './types.js'
 
 /** UTF-8 size of a frame, computed only when its length alone cannot settle the comparison with `limit`. */
@@ -15,39 +17,6 @@ function utf8Length (text: string, limit: number): number {
 
 type Ack = ((response: unknown) => void) | undefined
 
-const EXPIRING_NOTICE_MS = 60_000
-const EXPIRED_GRACE_MS = 30_000
-
-/**
- * `auth:expiring` 60 s before exp; at exp `auth:expired`; 30 s later, without
- * a refresh, disconnect. The timers live here, not in `socket.data`, which
- * must stay plain data (the Redis adapter serialises it).
- */
-function createExpiryClock (app: FastifyInstance, socket: GatewaySocket): { schedule: () => void, clear: () => void } {
-  let timers: NodeJS.Timeout[] = []
-  const clear = (): void => {
-    for (const timer of timers) clearTimeout(timer)
-    timers = []
-  }
-  const schedule = (): void => {
-    clear()
-    socket.data.expired = false
-    const exp = socket.data.principal.exp
-    if (exp === undefined) return
-    const expiresAt = new Date(exp * 1000).toISOString()
-    const untilExpiry = exp * 1000 - Date.now()
-    timers.push(
-      setTimeout(() => { socket.emit('auth:expiring', { expiresAt }) }, Math.max(0, untilExpiry - EXPIRING_NOTICE_MS)),
-      setTimeout(() => {
-        socket.data.expired = true
-        socket.emit('auth:expired', { expiresAt })
-        timers.push(setTimeout(() => { forceDisconnect(app, socket, gatewayError('TOKEN_EXPIRED', 'The token expired and was not refreshed')) }, EXPIRED_GRACE_MS))
-      }, Math.max(0, untilExpiry))
-    )
-  }
-  return { schedule, clear }
-}
-
 /** Builds the relayed message once; every member of the room receives the same object. */
 export function relayedMessage (room: string, sub: string, data: unknown): RelayedMessage {
   return { id: randomUUID(), room, from: { sub }, data, ts: Date.now() }
@@ -57,10 +26,8 @@ export function relayedMessage (room: string, sub: string, data: unknown): Relay
  * The protocol of SPEC §5 on a socket that passed the connection gate. The
  * packet gate validates every payload before these handlers see it.
  */
-export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): void {
+export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, expiry: ExpiryWatch, relayed: Counter.Internal): void {
   const { principal } = socket.data
-  const namespace = socket.nsp.name
-  const relayed = app.gatewayMetrics.socketPackets.labels({ namespace, outcome: 'relayed' })
 
   // The packet's size, read from its engine frames before it reaches the gate (SOCKET_MAX_PAYLOAD is checked there).
   // A Socket.IO packet is one text frame, then one binary frame per attachment: a text frame starts a new count.
@@ -79,8 +46,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
     ack?.({ ok: true, id: message.id })
   }))
   void socket.join([`user:${principal.sub}`, keyRoom(principal.keyId)])
-  const expiry = createExpiryClock(app, socket)
-  expiry.schedule()
+  expiry.watch(socket)
 
   socket.on('join', (payload: RoomPayload, ack: Ack) => {
     void socket.join(payload.room)
@@ -93,7 +59,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
   })
 
   socket.on('auth:refresh', (payload: RefreshPayload, ack: Ack) => {
-    void refresh(app, socket, payload.token, expiry.schedule).then(
+    void refresh(app, socket, payload.token, () => { expiry.watch(socket) }).then(
       (expiresAt) => { ack?.({ ok: true, expiresAt }) },
       (err: unknown) => {
         const refusal = packetRefusal(isGatewayError(err) ? err : gatewayError('UNAVAILABLE'))
@@ -103,7 +69,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket): vo
   })
 
   socket.on('disconnect', () => {
-    expiry.clear()
+    expiry.forget(socket)
     // The connection may outlive this namespace's socket (multiplexing): stop counting its frames.
     socket.conn.off('packet', countFrame)
   })
