@@ -1,4 +1,6 @@
+import type { Sql } from 'postgres'
 import { gatewayError } from '../errors.js'
+import type { Page } from './types.js'
 
 /** Opaque list cursors: the sort key of the last row, base64url JSON. */
 export function encodeCursor (parts: Array<string | number>): string {
@@ -31,4 +33,21 @@ export function decodeTimeCursor (cursor: string): { at: string, id: string } {
   const valid = Number.isFinite(ms) && new Date(ms).getUTCFullYear() >= 1 && new Date(ms).toISOString().slice(0, 19) === time
   if (!valid || !CURSOR_ID.test(id)) throw gatewayError('VALIDATION_FAILED', 'cursor is not valid')
   return { at, id }
+}
+
+/**
+ * One page of a table listed newest first, by `(created_at, id)` keyset: the
+ * key and policy lists share it. `table` is one of ours, never user input.
+ */
+export async function pageNewestFirst<Row extends { id: string }, Item> (
+  sql: Sql, table: 'api_keys' | 'policies', limit: number, cursor: string | undefined, toItem: (row: Row) => Item
+): Promise<Page<Item>> {
+  const after = cursor === undefined ? undefined : decodeTimeCursor(cursor)
+  const rows = await sql<Array<Row & { cursor_at: string }>>`
+    select *, to_char(created_at at time zone 'UTC', ${CURSOR_TIME_FORMAT}) as cursor_at from ${sql(table)}
+    ${after === undefined ? sql`` : sql`where (created_at, id) < (${after.at}::timestamptz, ${after.id})`}
+    order by created_at desc, id desc limit ${limit + 1}`
+  const page = rows.slice(0, limit)
+  const last = page[page.length - 1]
+  return { items: page.map(toItem), nextCursor: rows.length > limit ? encodeCursor([last.cursor_at, last.id]) : null }
 }

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
 import { gatewayError } from '../errors.js'
 import { generateApiKey, KEY_ID_PATTERN, newSecret } from '../keys/api-key.js'
-import { CURSOR_TIME_FORMAT, decodeTimeCursor, encodeCursor } from '../keys/cursor.js'
+import { pageNewestFirst } from '../keys/cursor.js'
 import type { ApiKeyRecord, KeyPatch, NewKeyInput, Page, Scope } from '../keys/types.js'
 import type { SharedStore } from '../stores/shared-store.js'
 
@@ -124,15 +124,7 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
     },
 
     async list (limit, cursor) {
-      const after = cursor === undefined ? undefined : decodeTimeCursor(cursor)
-      // created_at as text keeps its microseconds: a Date would round it and skip or repeat rows at page edges.
-      const rows = await sql<Array<KeyRow & { cursor_at: string }>>`
-        select *, to_char(created_at at time zone 'UTC', ${CURSOR_TIME_FORMAT}) as cursor_at from api_keys
-        ${after === undefined ? sql`` : sql`where (created_at, id) < (${after.at}::timestamptz, ${after.id})`}
-        order by created_at desc, id desc limit ${limit + 1}`
-      const page = rows.slice(0, limit)
-      const last = page[page.length - 1]
-      return { items: page.map(toRecord), nextCursor: rows.length > limit ? encodeCursor([last.cursor_at, last.id]) : null }
+      return await pageNewestFirst<KeyRow, ReturnType<typeof toRecord>>(sql, 'api_keys', limit, cursor, toRecord)
     },
 
     get: load,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
 import { gatewayError } from '../errors.js'
-import { CURSOR_TIME_FORMAT, decodeTimeCursor, encodeCursor } from '../keys/cursor.js'
+import { pageNewestFirst } from '../keys/cursor.js'
 import type { Page } from '../keys/types.js'
 import { compilePolicy, DENY_ALL, type CompiledPolicy } from '../policies/engine.js'
 import type { PolicyRule } from '../policies/types.js'
@@ -104,14 +104,7 @@ export function createPolicyStore (sql: Sql, store: SharedStore): PolicyStore & 
       return toRecord(row)
     },
     async list (limit, cursor) {
-      const after = cursor === undefined ? undefined : decodeTimeCursor(cursor)
-      const rows = await sql<Array<PolicyRow & { cursor_at: string }>>`
-        select *, to_char(created_at at time zone 'UTC', ${CURSOR_TIME_FORMAT}) as cursor_at from policies
-        ${after === undefined ? sql`` : sql`where (created_at, id) < (${after.at}::timestamptz, ${after.id})`}
-        order by created_at desc, id desc limit ${limit + 1}`
-      const page = rows.slice(0, limit)
-      const last = page[page.length - 1]
-      return { items: page.map(toRecord), nextCursor: rows.length > limit ? encodeCursor([last.cursor_at, last.id]) : null }
+      return await pageNewestFirst<PolicyRow, ReturnType<typeof toRecord>>(sql, 'policies', limit, cursor, toRecord)
     },
     async get (id) {
       if (!POLICY_ID.test(id)) return undefined
