@@ -1,3 +1,4 @@
+import { gatewayError } from '../errors.js'
 import type { Scope } from '../keys/types.js'
 
 /**
@@ -22,3 +23,8 @@ export interface Principal {
 }
 
 export const ROOT_KEY_ID = 'root'
+
+/** The token's namespace down-scope (`ns`): one rule for handshakes, refreshes and HTTP publish. */
+export function assertNamespaceAllowed (principal: Pick<Principal, 'ns'>, namespace: string): void {
+  if (principal.ns !== undefined && !principal.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
+}

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { Principal } from '../auth/principal.js'
+import type { Scope } from '../keys/types.js'
 import { gatewayError, isGatewayError } from '../errors.js'
 import type { AuthError } from './auth.js'
 
@@ -14,8 +15,10 @@ declare module 'fastify' {
     admit: (credential: Credential, attempt: AttemptContext) => Promise<Principal>
     /** onRequest hook: a key or token with scope `admin`. */
     requireAdmin: (req: FastifyRequest) => Promise<void>
-    /** onRequest hook: any valid key or token (scopes are checked by the route). */
+    /** onRequest hook: any valid key or token. */
     requireCredential: (req: FastifyRequest) => Promise<void>
+    /** onRequest hook: a key or token with scope `publish` (POST /v1/publish). */
+    requirePublisher: (req: FastifyRequest) => Promise<void>
   }
   interface FastifyRequest {
     principal: Principal | null
@@ -53,8 +56,9 @@ function auditFields ({ ip, transport, namespace, userAgent }: AttemptContext): 
   return { ip, transport, namespace, userAgent }
 }
 
-function requireAdminScope (principal: Principal): void {
-  if (!principal.scopes.includes('admin')) throw gatewayError('FORBIDDEN', 'This endpoint requires scope admin')
+/** A scope check that is part of the attempt, so a key without the scope leaves a refused row, not an allowed one. */
+const requireScope = (scope: Scope) => (principal: Principal): void => {
+  if (!principal.scopes.includes(scope)) throw gatewayError('FORBIDDEN', `This endpoint requires scope ${scope}`)
 }
 
 export default fp(async (app) => {
@@ -89,7 +93,9 @@ export default fp(async (app) => {
     req.principal = await admit(requestCredential(req), httpAttempt(req))
   })
   app.decorate('requireAdmin', async (req: FastifyRequest) => {
-    // The scope check is part of the attempt, so a key without `admin` leaves a refused row, not an allowed one.
-    req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requireAdminScope })
+    req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requireScope('admin') })
+  })
+  app.decorate('requirePublisher', async (req: FastifyRequest) => {
+    req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requireScope('publish') })
   })
 }, { name: 'gatekeeper', dependencies: ['auth', 'audit', 'anomaly'] })

@@ -95,7 +95,7 @@ export default fp(async (app) => {
       }
       // Told why before the close (the notice is written ahead of it on every instance).
       target.emit('gateway:error', { ...packetRefusal(gatewayError('KEY_REVOKED')), event: 'disconnect' })
-      target.disconnectSockets(true)
+      target.disconnectSockets()
       return found
     }))
     return { disconnected: counts.reduce<number>((sum, n) => sum + (n ?? 0), 0), incomplete: counts.includes(undefined) }

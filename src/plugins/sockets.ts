@@ -65,7 +65,7 @@ export default fp(async (app) => {
     let closed = 0
     for (const socket of localSockets()) {
       if (socket.data.principal?.jti === jti) {
-        socket.disconnect(true)
+        socket.disconnect()
         closed++
       }
     }

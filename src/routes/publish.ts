@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { assertNamespaceAllowed } from '../auth/principal.js'
 import { Type } from '@sinclair/typebox'
 import { gatewayError } from '../errors.js'
 import { NAMESPACES } from '../plugins/io.js'
 import { can } from '../policies/engine.js'
 import { relayedMessage } from '../sockets/protocol.js'
-import { RESERVED_EVENTS } from '../sockets/types.js'
+import { isReservedEvent } from '../sockets/types.js'
 import { errorResponses, Strict } from './schemas.js'
 
 const PublishBody = Strict({
@@ -20,7 +21,8 @@ const PublishBody = Strict({
  */
 const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/publish', {
-    onRequest: app.requireCredential,
+    // The scope check is part of the audited attempt, and comes before the body is validated.
+    onRequest: app.requirePublisher,
     schema: {
       tags: ['publish'],
       summary: 'Deliver an event to a room on every instance',
@@ -30,9 +32,8 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (req, reply) => {
     const principal = req.principal!
     const { namespace, room, event, data } = req.body
-    if (!principal.scopes.includes('publish')) throw gatewayError('FORBIDDEN', 'POST /v1/publish requires scope publish')
-    if (RESERVED_EVENTS.has(event) || event.startsWith('gateway:')) throw gatewayError('VALIDATION_FAILED', `body/event: ${event} is reserved`)
-    if (principal.ns !== undefined && !principal.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
+    if (isReservedEvent(event)) throw gatewayError('VALIDATION_FAILED', `body/event: ${event} is reserved`)
+    assertNamespaceAllowed(principal, namespace)
     if (!can(app.policies.compiled(principal.policyId), principal, 'publish', namespace, room, event)) {
       throw gatewayError('FORBIDDEN', `Policy does not allow ${event} in ${room} on ${namespace}`)
     }

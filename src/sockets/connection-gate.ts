@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
-import type { Principal } from '../auth/principal.js'
+import { assertNamespaceAllowed, type Principal } from '../auth/principal.js'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { clientBucket } from '../net/ip.js'
 import { can } from '../policies/engine.js'
@@ -56,7 +56,7 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
       const principal = await app.admit(handshakeCredential(socket), {
         ...attempt,
         authorize: async (p: Principal) => {
-          if (p.ns !== undefined && !p.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
+          assertNamespaceAllowed(p, namespace)
           if (!can(app.policies.compiled(p.policyId), p, 'connect', namespace)) throw gatewayError('FORBIDDEN', `Policy does not allow connect on ${namespace}`)
           if (await reserveConnection(app, p.keyId)) slotKeyId = p.keyId
         }
@@ -78,6 +78,7 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
       // and ship it to other instances in fetchSockets answers.
       const { token: _spent, ...rest } = socket.handshake.auth as Record<string, unknown>
       socket.handshake.auth = rest
+      delete socket.handshake.headers.authorization
       next()
     } catch (err) {
       if (slotKeyId !== undefined) releaseConnection(app, slotKeyId)
@@ -135,6 +136,8 @@ function holdConnectionSlot (app: FastifyInstance, socket: GatewaySocket, keyId:
     socket.conn.off('close', release)
     releaseConnection(app, keyId)
   }
+  // The client may have gone while the gate awaited: then 'close' has fired already and will not again.
+  if (socket.conn.readyState !== 'open') return release()
   socket.conn.once('close', release)
   socket.once('disconnect', release)
 }

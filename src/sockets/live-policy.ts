@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { gatewayError } from '../errors.js'
+import { gatewayError, type GatewayError } from '../errors.js'
 import type { ApiKeyRecord } from '../keys/types.js'
 import { can } from '../policies/engine.js'
 import { keyRoom } from '../plugins/io.js'
@@ -9,7 +9,7 @@ import { isInternalRoom, type GatewaySocket } from './types.js'
 /**
  * Re-applies the socket's policy to what it already holds: the namespace
  * (disconnect when `connect` is gone) and its rooms (left when `subscribe` is
- * gone). Runs on a policy change and on a recovered session.
+ * gone). Runs when a policy or a key changes.
  */
 export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): void {
   const { principal } = socket.data
@@ -37,6 +37,16 @@ export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): voi
  */
 export function applyKeyChange (app: FastifyInstance, socket: GatewaySocket, key: ApiKeyRecord | undefined): void {
   if (key === undefined || key.revokedAt !== null) return
+  if (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now()) {
+    forceDisconnect(app, socket, gatewayError('KEY_EXPIRED'))
+    return
+  }
+  try {
+    app.checkIp(key.allowedIps, socket.data.ip)
+  } catch (err) {
+    forceDisconnect(app, socket, err as GatewayError)
+    return
+  }
   socket.data.principal = { ...socket.data.principal, policyId: key.policyId, allowedIps: key.allowedIps }
   socket.data.keyRateLimit = key.rateLimit
   enforcePolicy(app, socket)

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { createConnectionGate } from './connection-gate.js'
-import { enforcePolicy } from './live-policy.js'
+import { guardRecovery, resumeSession } from './recovery.js'
 import { attachProtocol } from './protocol.js'
 import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewayNamespace, GatewaySocket } from './types.js'
@@ -20,13 +20,14 @@ export function gateNamespace (app: FastifyInstance, name: string, context: Name
   const nsp = app.io.of(name)
   const gauge = app.gatewayMetrics.socketConnections.labels({ namespace: name })
   const relayed = app.gatewayMetrics.socketPackets.labels({ namespace: name, outcome: 'relayed' })
+  const takeHeldSession = guardRecovery(nsp)
   nsp.use(createConnectionGate(app, context.clientIp))
   nsp.on('connection', (socket: GatewaySocket) => {
     gauge.inc()
     socket.on('disconnect', () => { gauge.dec() })
     attachProtocol(app, socket, context.expiry, relayed)
-    // A recovered session gets its old rooms back: keep only those its policy still allows.
-    if (socket.recovered) enforcePolicy(app, socket)
+    const held = socket.recovered ? takeHeldSession(socket) : undefined
+    if (held !== undefined) resumeSession(app, socket, held)
   })
   return nsp
 }

@@ -3,7 +3,7 @@ import { gatewayError, type GatewayError } from '../errors.js'
 import { can } from '../policies/engine.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
-import { RESERVED_EVENTS, isInternalRoom, type GatewaySocket } from './types.js'
+import { HANDLED_EVENTS, isInternalRoom, isReservedEvent, type GatewaySocket } from './types.js'
 
 export type Ack = (response: unknown) => void
 type Next = (err?: Error) => void
@@ -61,6 +61,8 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
   /** Token expiry, size and envelope, policy: the checks before the limits, in SPEC order. */
   function check (event: string, payload: unknown, payloads: number): GatewayError | undefined {
     const { principal } = socket.data
+    // socket.io-parser lets a number through as an event name; it is no event of ours.
+    if (typeof event !== 'string') return gatewayError('VALIDATION_FAILED', 'The event name must be a string')
     if (event === 'auth:refresh') return payloads === 1 && RefreshEnvelope.Check(payload) ? undefined : gatewayError('VALIDATION_FAILED', 'auth:refresh takes { token }')
     if (socket.data.expired || (principal.exp !== undefined && principal.exp * 1000 <= Date.now())) return gatewayError('TOKEN_EXPIRED', 'The token expired: send auth:refresh')
     if (socket.data.packetBytes > maxBytes) return gatewayError('PAYLOAD_TOO_LARGE', `Packets are limited to ${maxBytes} bytes`)
@@ -73,7 +75,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
       if (event === 'join' && !can(policy, principal, 'subscribe', namespace, payload.room)) return gatewayError('FORBIDDEN', `Policy does not allow subscribe to ${payload.room}`)
       return undefined
     }
-    if (RESERVED_EVENTS.has(event) || event.startsWith('gateway:')) return gatewayError('FORBIDDEN', `${event} is reserved`)
+    if (isReservedEvent(event)) return gatewayError('FORBIDDEN', `${event} is reserved`)
     if (!MessageEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room, data }`)
     if (!can(policy, principal, 'publish', namespace, (payload as MessagePayload).room, event)) return gatewayError('FORBIDDEN', `Policy does not allow ${event} in ${(payload as MessagePayload).room}`)
     return undefined
@@ -96,7 +98,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
 
     // join, leave and auth:refresh go on to their handlers; every other event is relayed here
     // (socket.onAny would run before this middleware, so it cannot carry the relay).
-    if (RESERVED_EVENTS.has(event)) return next()
+    if (HANDLED_EVENTS.has(event)) return next()
     const keyLimit = socket.data.keyRateLimit
     if (keyLimit === null) return relay(event, payload as MessagePayload, ack)
     const quota = app.takeQuota(`publish:${socket.data.principal.keyId}`, { max: keyLimit.max, windowMs: keyLimit.windowSeconds * 1000 }, 'key')

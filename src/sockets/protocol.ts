@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { assertNamespaceAllowed } from '../auth/principal.js'
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { keyRoom } from '../plugins/io.js'
@@ -86,7 +87,7 @@ async function refresh (app: FastifyInstance, socket: GatewaySocket, token: stri
     userAgent: socket.handshake.headers['user-agent'] ?? null,
     authorize: (p) => {
       if (p.keyId !== current.keyId || p.sub !== current.sub) throw gatewayError('FORBIDDEN', 'auth:refresh needs a token of the same key and subject')
-      if (p.ns !== undefined && !p.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
+      assertNamespaceAllowed(p, namespace)
     }
   })
   const key = await app.keys.findForAuth(next.keyId)

@@ -28,11 +28,13 @@ export function notifySubject (app: FastifyInstance, socket: GatewaySocket, err:
 
 /**
  * Closes a socket the gateway no longer accepts, telling it why first
- * (`gateway:error` with event `disconnect`, also mirrored to `/error`).
+ * (`gateway:error` with event `disconnect`, also mirrored to `/error`). Only
+ * this namespace's socket closes: the connection may carry others, under
+ * other credentials. A flood closes the whole connection.
  */
 export function forceDisconnect (app: FastifyInstance, socket: GatewaySocket, err: GatewayError, event = 'disconnect'): void {
   if (!socket.connected) return
   socket.emit('gateway:error', { ...packetRefusal(err), event })
   notifySubject(app, socket, err, event)
-  socket.disconnect(true)
+  socket.disconnect(event === 'flood')
 }

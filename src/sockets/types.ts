@@ -40,8 +40,19 @@ export interface RelayedMessage {
 }
 
 /** Events the gateway handles itself; every other event name is relayed to a room. */
-export const RESERVED_EVENTS = new Set(['join', 'leave', 'auth:refresh', 'auth:expiring', 'auth:expired', 'gateway:error', 'connect', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener'])
+export const HANDLED_EVENTS = new Set(['join', 'leave', 'auth:refresh'])
+// Socket.IO's own names, and the names the gateway itself emits (a client must not forge an `alert` or a `shutdown`).
+const RESERVED_NAMES = new Set([...HANDLED_EVENTS, 'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener', 'shutdown', 'alert'])
 
-/** Rooms the gateway puts a socket in; clients can neither join nor leave them. */
+/** True for an event name no client or publisher may send to a room. */
+export function isReservedEvent (event: string): boolean {
+  return RESERVED_NAMES.has(event) || event.startsWith('auth:') || event.startsWith('gateway:')
+}
+
+/**
+ * Rooms the gateway manages: every `user:<sub>` and `key:<id>` room and the
+ * socket's own. Clients can neither join nor leave them (a socket is put in
+ * its own user room on connect; joining another user's would read their mail).
+ */
 export const isInternalRoom = (room: string, socket: GatewaySocket): boolean =>
-  room === socket.id || room.startsWith('key:') || room === `user:${socket.data.principal.sub}`
+  room === socket.id || room.startsWith('key:') || room.startsWith('user:')
