@@ -1,3 +1,4 @@
+import type { FastifyError } from 'fastify'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { TOKEN_REVOKED_CHANNEL } from '../plugins/sockets.js'
@@ -21,20 +22,33 @@ const TokenResponse = Type.Object({
   expiresAt: Type.String({ format: 'date-time' })
 })
 
+function isBodyParseError (err: FastifyError): boolean {
+  return typeof err.code === 'string' && err.code.startsWith('FST_ERR_CTP_')
+}
+
 const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { token: tokenRate } = app.config.rateLimit
 
   app.post('/auth/token', {
     config: { rateLimit: { max: tokenRate.max, timeWindow: tokenRate.windowMs, keyGenerator: ipRateKey('token') } },
-    // Authentication runs before validation (a bad credential is 401 whatever the body), after the rate limit.
+    // Authentication comes after the rate limit (onRequest) and before the body is looked at: a key in the
+    // X-API-Key header is checked before parsing, a key in the body before validation.
+    preParsing: async (req) => {
+      const fromHeader = requestCredential(req)
+      if (fromHeader?.kind === 'key') req.principal = await app.admit(fromHeader, httpAttempt(req))
+    },
     preValidation: async (req) => {
       // No body at all is the common case: validate it as an empty object.
       if (req.body === undefined) req.body = {}
-      const fromBody = (req.body as { apiKey?: unknown } | undefined)?.apiKey
-      const fromHeader = requestCredential(req)
+      if (req.principal !== null) return
+      const fromBody = (req.body as { apiKey?: unknown } | null)?.apiKey
       // Only an API key mints tokens: a bearer token here is refused like a missing key.
-      const key = fromHeader?.kind === 'key' ? fromHeader : typeof fromBody === 'string' ? { kind: 'key' as const, value: fromBody } : undefined
-      req.principal = await app.admit(key, httpAttempt(req))
+      req.principal = await app.admit(typeof fromBody === 'string' ? { kind: 'key', value: fromBody } : undefined, httpAttempt(req))
+    },
+    // A body that cannot be parsed carries no credential: without a header key that is 401 (SPEC §4), not 400.
+    errorHandler: async (err, req) => {
+      if (req.principal === null && err.validation === undefined && isBodyParseError(err)) await app.admit(undefined, httpAttempt(req))
+      throw err
     },
     schema: {
       tags: ['auth'],

@@ -211,13 +211,18 @@ t.test('POST /auth/token refuses malformed bodies and issues nothing', async (t)
     assertError(t, res, status, code, `POST /auth/token ${text.slice(0, 60)}`)
     t.notOk(res.body.includes('accessToken'), 'no token issued')
   }
-  // Known bug outside this suite's files: the route's preValidation (`req.body ??= {}`) turns a JSON null into {}.
   const nullBody = await send(app, 'POST', '/auth/token', 'null', withKey)
   t.equal(nullBody.statusCode, 400, 'a JSON null body is refused like any other non-object')
   // Without a valid key the answer is 401, whatever the body.
   for (const body of [{ ttl: '60' }, { namespaces: 'all' }, { extra: true }, { apiKey: 5 }, { apiKey: 'spk_x_y', ttl: -1 }]) {
     assertError(t, await send(app, 'POST', '/auth/token', body, {}), 401, 'UNAUTHORIZED', `POST /auth/token ${JSON.stringify(body)} without a key`)
   }
+  // Even a body that cannot be parsed: it carries no credential. With a header key, it is the body's fault: 400.
+  for (const body of ['{"apiKey":', 'not json', 'x'.repeat(70_000)]) {
+    assertError(t, await send(app, 'POST', '/auth/token', body, {}), 401, 'UNAUTHORIZED', `an unparsable ${body.length}-byte body without a key`)
+  }
+  assertError(t, await send(app, 'POST', '/auth/token', '{"ttl":', withKey), 400, 'VALIDATION_FAILED', 'an unparsable body with a header key')
+  assertError(t, await send(app, 'POST', '/auth/token', 'x'.repeat(70_000), withKey), 413, 'PAYLOAD_TOO_LARGE', 'an oversized body with a header key')
   const ok = await send(app, 'POST', '/auth/token', { ttl: 60, namespaces: ['/chat'] }, withKey)
   t.equal(ok.statusCode, 200, 'a valid body is accepted')
   t.equal(ok.json().expiresIn, 60)
