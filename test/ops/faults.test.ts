@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { handshakeOutcome } from '../support/sockets.js'
 import postgres from 'postgres'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
@@ -86,17 +87,7 @@ async function relays (from: ClientSocket, to: ClientSocket, ms = 500): Promise<
 
 /** The connect_error code of a new /chat connection (or 'ALLOWED'), and how long the answer took. */
 async function newConnection (url: string, token: string): Promise<{ ms: number, value: string }> {
-  return await timed(async () => {
-    const socket = connect(scope, `${url}/chat`, { auth: { token } })
-    try {
-      await connected(socket)
-      return 'ALLOWED'
-    } catch (err) {
-      return (err as Error).message
-    } finally {
-      socket.close()
-    }
-  })
+  return await timed(async () => await handshakeOutcome(scope, `${url}/chat`, { auth: { token } }))
 }
 
 async function readiness (app: FastifyInstance): Promise<{ status: number, checks: Record<string, string> }> {
