@@ -75,6 +75,13 @@ export class QuotaLeases {
         current.units += granted
         current.expiresAt = Date.now() + resetInMs
         current.exhausted = granted === 0
+      } catch {
+        // The store is away: live sockets keep working on what this instance knows (SPEC §7), so the
+        // limit is counted here alone for one window (each instance may then admit up to the limit),
+        // and the store is asked again when that window ends.
+        current.units = rate.max
+        current.expiresAt = Date.now() + rate.windowMs
+        current.exhausted = true
       } finally {
         current.pending = undefined
       }

@@ -48,3 +48,15 @@ t.test('instances sharing one Redis never exceed the limit together', { skip: !r
   for (const leases of instances) drained += await takeAll(leases, 'shared', 400, 60_000, 50)
   t.equal(drained, 400)
 })
+
+t.test('with the store away, the limit is counted on this instance alone, and the store is asked again next window', async (t) => {
+  const store = createMemoryStore()
+  let away = true
+  const flaky: SharedStore = { ...store, lease: async (...args) => { if (away) throw new Error('store down'); return await store.lease(...args) } }
+  const leases = new QuotaLeases(flaky)
+  t.equal(await takeAll(leases, 'k', 3, 200, 5), 3, 'live traffic keeps its limit, counted locally')
+  away = false
+  await new Promise((resolve) => setTimeout(resolve, 250))
+  t.equal(await takeAll(leases, 'k', 3, 200, 5), 3, 'back on the shared store')
+  t.equal((await store.lease('quota:k', 200, 3, 1)).granted, 0, 'and the store counted those')
+})
