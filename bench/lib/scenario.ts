@@ -1,9 +1,9 @@
 // What every scenario shares: the run's settings, the result shape run.ts
 // reports, and the load-generator side's entry point.
 import { pathToFileURL } from 'node:url'
-import type { ServerHandle } from './processes.js'
+import type { LoadHandle, ServerHandle } from './processes.js'
 import { serve, type Handlers } from './rpc.js'
-import { waitFor, type Summary } from './stats.js'
+import { summarize, waitFor, type Summary } from './stats.js'
 
 /** The servers under test, by label: A (baseline), B (gateway), optionally A0 (Socket.IO defaults). Shared by every scenario. */
 export interface ServerSet { A: ServerHandle, B: ServerHandle, A0?: ServerHandle }
@@ -111,4 +111,26 @@ export const VARIANT_DESCRIPTIONS: Record<string, string> = {
   A: 'bare Fastify + fastify-socket.io, the gateway\'s Socket.IO options (connection-state recovery on), /chat relay, no auth',
   A0: 'as A with Socket.IO defaults (no connection-state recovery); informational',
   B: 'the gateway: build(parseConfig(memory://, limits raised)), token auth, policy, packet gate'
+}
+
+/** Per-trial figures of each variant: `series[label][metric]` holds one number a trial. */
+export type Series = Record<string, Record<string, number[]>>
+
+/** The median/min/max of one metric for every variant, as a scenario's metric table wants it. */
+export function byVariant (series: Series, labels: string[]): (metric: string) => Record<string, Summary> {
+  return (metric) => Object.fromEntries(labels.map((l) => [l, summarize(series[l][metric])]))
+}
+
+/** How busy server and load generator were in each variant's windows (labels runs client-bound, contended, …). */
+export function cpuShares (series: Series, labels: string[]): Pick<ScenarioResult, 'serverCpuShare' | 'serverWaitShare' | 'loadCpuShare' | 'loadWaitShare'> {
+  const share = (name: string): Record<string, number[]> => Object.fromEntries(labels.map((l) => [l, series[l][name]]))
+  return { serverCpuShare: share('serverCpuShare'), serverWaitShare: share('serverWaitShare'), loadCpuShare: share('loadCpuShare'), loadWaitShare: share('loadWaitShare') }
+}
+
+/** Stops each rig's load generator and lets its server settle, whatever failed before. */
+export async function releaseRigs (rigs: Iterable<{ server: ServerHandle, load: LoadHandle }>): Promise<void> {
+  for (const { server, load } of rigs) {
+    await load.stop().catch(() => {})
+    await quiesce(server).catch(() => {})
+  }
 }

@@ -4,8 +4,8 @@
 // so the server's write buffers cannot grow without bound.
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats } from '../lib/scenario.js'
-import { sleep, summarize, trialOrder } from '../lib/stats.js'
+import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, releaseRigs, type Series } from '../lib/scenario.js'
+import { sleep, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { decodeEvent, openMany, WireSocket } from '../lib/wire.js'
 
@@ -103,7 +103,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     }))
     for (const label of labels) await loadWindow(rigs.get(label)!.server, rigs.get(label)!.load, settings.warmupSeconds, 0)
 
-    const series: Record<string, Record<string, number[]>> = {}
+    const series: Series = {}
     const trials: Array<Record<string, unknown>> = []
     for (let t = 0; t < settings.trials; t++) {
       for (const label of trialOrder(labels, t)) {
@@ -125,7 +125,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         trials.push({ trial: t, variant: server.label, ...values, window, collected })
       }
     }
-    const by = (name: string): Record<string, ReturnType<typeof summarize>> => Object.fromEntries(labels.map((l) => [l, summarize(series[l][name])]))
+    const by = byVariant(series, labels)
     return {
       name: 'fanout',
       title: `Fan-out: one publisher to a room of ${MEMBERS} members (in-memory adapter), ${INFLIGHT} messages in flight`,
@@ -136,19 +136,13 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         { key: 'publishesPerSec', label: 'publishes/s', unit: '/s', better: 'higher', byVariant: by('publishesPerSec') },
         { key: 'cpuUsPerDelivery', label: 'server CPU per delivery', unit: 'µs', better: 'lower', byVariant: by('cpuUsPerDelivery') }
       ],
-      serverCpuShare: Object.fromEntries(labels.map((l) => [l, series[l].serverCpuShare])),
-      serverWaitShare: Object.fromEntries(labels.map((l) => [l, series[l].serverWaitShare])),
-      loadCpuShare: Object.fromEntries(labels.map((l) => [l, series[l].loadCpuShare])),
-      loadWaitShare: Object.fromEntries(labels.map((l) => [l, series[l].loadWaitShare])),
+      ...cpuShares(series, labels),
       notes: [],
       trials
     }
   } finally {
-    for (const { server, load } of rigs.values()) {
-      await load.call('disconnect').catch(() => {})
-      await load.stop().catch(() => {})
-      await quiesce(server).catch(() => {})
-    }
+    for (const { load } of rigs.values()) await load.call('disconnect').catch(() => {})
+    await releaseRigs(rigs.values())
   }
 }
 

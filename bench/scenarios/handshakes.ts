@@ -4,8 +4,8 @@
 // opens, the closes and the audit rows the gateway writes for them.
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet } from '../lib/scenario.js'
-import { percentile, summarize, trialOrder } from '../lib/stats.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, byVariant, cpuShares, releaseRigs, type Series } from '../lib/scenario.js'
+import { percentile, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { closeAll, openMany, type WireSocket } from '../lib/wire.js'
 
@@ -64,7 +64,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     }
     for (const label of labels) await cycle(label) // warm-up
 
-    const series: Record<string, Record<string, number[]>> = {}
+    const series: Series = {}
     const trials: Array<Record<string, unknown>> = []
     for (let t = 0; t < settings.trials; t++) {
       for (const label of trialOrder(labels, t)) {
@@ -84,7 +84,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         trials.push({ trial: t, variant: label, ...values, raw: r })
       }
     }
-    const by = (name: string): Record<string, ReturnType<typeof summarize>> => Object.fromEntries(labels.map((l) => [l, summarize(series[l][name])]))
+    const by = byVariant(series, labels)
     return {
       name: 'handshakes',
       title: `Handshakes: ${total} websocket sockets to /chat, ${concurrency} connecting at a time, then closed`,
@@ -96,10 +96,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         { key: 'p99Ms', label: 'handshake latency p99', unit: 'ms', better: 'lower', byVariant: by('p99Ms') },
         { key: 'cpuUsPerHandshake', label: 'server CPU per handshake (open+close)', unit: 'µs', better: 'lower', byVariant: by('cpuUsPerHandshake') }
       ],
-      serverCpuShare: Object.fromEntries(labels.map((l) => [l, series[l].serverCpuShare])),
-      serverWaitShare: Object.fromEntries(labels.map((l) => [l, series[l].serverWaitShare])),
-      loadCpuShare: Object.fromEntries(labels.map((l) => [l, series[l].loadCpuShare])),
-      loadWaitShare: Object.fromEntries(labels.map((l) => [l, series[l].loadWaitShare])),
+      ...cpuShares(series, labels),
       notes: [
         'CPU per handshake covers the whole cycle (open, close, and for B the audit rows flushed into the embedded PGlite, which runs inside the gateway process with DATA_DIR=memory://; with DATABASE_URL that insert work moves to PostgreSQL).',
         'Handshakes/s counts the opening phase only; the window\'s CPU share is diluted by the close and settle phases.'
@@ -107,10 +104,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       trials
     }
   } finally {
-    for (const { server, load } of rigs.values()) {
-      await load.stop().catch(() => {})
-      await quiesce(server).catch(() => {})
-    }
+    await releaseRigs(rigs.values())
   }
 }
 

@@ -3,8 +3,8 @@
 // connect, and the growth of RSS and heapUsed is divided by COUNT.
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet } from '../lib/scenario.js'
-import { sleep, summarize, trialOrder, waitFor } from '../lib/stats.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet, byVariant, releaseRigs, type Series } from '../lib/scenario.js'
+import { sleep, trialOrder, waitFor } from '../lib/stats.js'
 import { closeAll, openMany, type WireSocket } from '../lib/wire.js'
 
 const FILE = fileURLToPath(import.meta.url)
@@ -58,7 +58,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     }
     // A first cycle grows each heap to its working size, so RSS growth in the trials is the sockets' own.
     await Promise.all(labels.map(async (label) => await cycle(label)))
-    const series: Record<string, Record<string, number[]>> = {}
+    const series: Series = {}
     const trials: Array<Record<string, unknown>> = []
     for (let t = 0; t < trialsPerVariant; t++) {
       for (const label of trialOrder(labels, t)) {
@@ -74,7 +74,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         trials.push({ trial: t, variant: label, ...values, before, after })
       }
     }
-    const by = (name: string): Record<string, ReturnType<typeof summarize>> => Object.fromEntries(labels.map((l) => [l, summarize(series[l][name])]))
+    const by = byVariant(series, labels)
     return {
       name: 'idle-memory',
       title: `Idle memory: ${count} authorised websocket sockets on /chat, after a forced gc`,
@@ -94,10 +94,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       trials
     }
   } finally {
-    for (const { server, load } of rigs.values()) {
-      await load.stop().catch(() => {})
-      await quiesce(server).catch(() => {})
-    }
+    await releaseRigs(rigs.values())
   }
 }
 

@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startLoad, startServer, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, labelsOf, quiesce, serveLoadGenerator, serverOf, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats } from '../lib/scenario.js'
+import { isEntry, labelsOf, quiesce, serveLoadGenerator, serverOf, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { decodeEvent, openMany, WireSocket } from '../lib/wire.js'
@@ -143,7 +143,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     await Promise.all(labels.map(async (label) => { rigs.set(label, await startRelayRig(serverOf(servers, label))) }))
     for (const label of labels) await loadWindow(rigs.get(label)!, settings.warmupSeconds, 0)
 
-    const series: Record<string, Record<string, number[]>> = {}
+    const series: Series = {}
     const trials: Array<Record<string, unknown>> = []
     for (let t = 0; t < settings.trials; t++) {
       for (const label of trialOrder(labels, t)) {
@@ -170,8 +170,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       }
     }
 
-    const by = (name: string): Record<string, ReturnType<typeof summarize>> =>
-      Object.fromEntries(labels.map((l) => [l, summarize(series[l][name])]))
+    const by = byVariant(series, labels)
     const med = (label: string, name: string): string => summarize(series[label][name]).median.toFixed(0)
     return {
       name: 'relay',
@@ -188,10 +187,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         { key: 'systemUsPerPublish', label: '  of which system', unit: 'µs', better: 'lower', byVariant: by('systemUsPerPublish') },
         { key: 'serverRssMB', label: 'server RSS after window', unit: 'MiB', better: 'lower', byVariant: by('serverRssMB') }
       ],
-      serverCpuShare: Object.fromEntries(labels.map((l) => [l, series[l].serverCpuShare])),
-      serverWaitShare: Object.fromEntries(labels.map((l) => [l, series[l].serverWaitShare])),
-      loadCpuShare: Object.fromEntries(labels.map((l) => [l, series[l].loadCpuShare])),
-      loadWaitShare: Object.fromEntries(labels.map((l) => [l, series[l].loadWaitShare])),
+      ...cpuShares(series, labels),
       notes: [
         `Each publish is delivered to the ${CLIENTS - 1} other members; server CPU per delivery (median): ` +
           labels.map((l) => `${l} ${summarize(series[l].cpuUsPerDelivery).median.toFixed(2)} µs`).join(', ') + '.',
