@@ -1,5 +1,5 @@
 import { gatewayError } from '../errors.js'
-import type { Scope } from '../keys/types.js'
+import type { KeyRateLimit, Scope } from '../keys/types.js'
 
 /**
  * Who is calling, as every gate sees it: REST hooks, socket connection
@@ -17,8 +17,9 @@ export interface Principal {
   /** Token id and expiry (seconds since the epoch) when the call came with a token. */
   jti?: string
   exp?: number
-  /** Allowlist of the key, checked again on every authentication. */
-  allowedIps: readonly string[]
+  /** The key's publish limit and live-connection cap, as its record had them at authentication. */
+  rateLimit: KeyRateLimit | null
+  maxConnections: number | null
   via: 'key' | 'token' | 'root'
 }
 

@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 
 /** API keys are `spk_<keyId>_<secret>` (SPEC §3). */
 export const KEY_PREFIX = 'spk_'
+// Key ids and policy ids share this form (both are generated UUIDs); anything else in a path is NOT_FOUND.
 export const KEY_ID_PATTERN = /^[A-Za-z0-9-]{1,64}$/
 // A credential longer than this is refused without hashing more than a fixed amount of it.
 const MAX_KEY_LENGTH = 512

@@ -1,4 +1,5 @@
 import type { Sql } from 'postgres'
+import { KEY_ID_PATTERN } from './api-key.js'
 import { gatewayError } from '../errors.js'
 import type { Page } from './types.js'
 
@@ -22,7 +23,6 @@ export function decodeCursor (cursor: string, shape: Array<'string' | 'number'>)
  */
 export const CURSOR_TIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 const CURSOR_TIME = /^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\.[0-9]{6}Z$/
-const CURSOR_ID = /^[A-Za-z0-9-]{1,64}$/
 
 /** A `(createdAt, id)` cursor; anything PostgreSQL could not read back is VALIDATION_FAILED here, not a 500 there. */
 export function decodeTimeCursor (cursor: string): { at: string, id: string } {
@@ -31,7 +31,7 @@ export function decodeTimeCursor (cursor: string): { at: string, id: string } {
   // Round-tripping through Date refuses what the regex lets through: month 13, February 30, year 0.
   const ms = time === undefined ? NaN : Date.parse(`${time}Z`)
   const valid = Number.isFinite(ms) && new Date(ms).getUTCFullYear() >= 1 && new Date(ms).toISOString().slice(0, 19) === time
-  if (!valid || !CURSOR_ID.test(id)) throw gatewayError('VALIDATION_FAILED', 'cursor is not valid')
+  if (!valid || !KEY_ID_PATTERN.test(id)) throw gatewayError('VALIDATION_FAILED', 'cursor is not valid')
   return { at, id }
 }
 

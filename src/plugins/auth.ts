@@ -15,8 +15,10 @@ declare module 'fastify' {
     authenticateToken: (token: string, ip: string) => Promise<Principal>
     /** Mints an access token for a key principal (SPEC §4 `/auth/token`). */
     issueToken: (principal: Principal, options: TokenOptions) => Promise<IssuedToken>
-    /** Revokes one token by its jti until it would have expired anyway. */
+    /** Revokes one token by its jti until it would have expired anyway, and closes the sockets using it everywhere. */
     revokeToken: (principal: Principal) => Promise<void>
+    /** The key-state rule of every authentication (revoked, expired, IP allowlist), for a key already in use. */
+    assertKeyUsable: (key: ApiKeyRecord, ip: string) => void
     signingKeys: SigningKeys
   }
 }
@@ -30,6 +32,8 @@ export type AuthError = GatewayError & { keyId?: string }
 interface TokenClaims { sub: string, kid: string, jti: string, scope: string, ns?: string[], exp: number, iat: number }
 
 export const revokedJtiFlag = (jti: string): string => `revoked:jti:${jti}`
+/** Broadcast with a jti when a token is revoked. */
+export const TOKEN_REVOKED_CHANNEL = 'tokens:revoked'
 
 function refuse (code: Parameters<typeof gatewayError>[0], keyId?: string): AuthError {
   const err: AuthError = gatewayError(code)
@@ -69,6 +73,7 @@ export default fp(async (app) => {
     }
   })
   app.decorate('signingKeys', signingKeys)
+  app.decorate('assertKeyUsable', (key: ApiKeyRecord, ip: string) => { checkKeyState(key, ip) })
   const rootHash = config.adminApiKey === undefined ? undefined : hashSecret(config.adminApiKey)
 
   function checkKeyState (key: ApiKeyRecord, ip: string): void {
@@ -104,7 +109,7 @@ export default fp(async (app) => {
   app.decorate('authenticateKey', async (rawKey: string, ip: string): Promise<Principal> => {
     // The root credential is compared first and always, so its check costs every attempt the same.
     if (secretMatches(rawKey, rootHash)) {
-      return { keyId: ROOT_KEY_ID, sub: ROOT_KEY_ID, scopes: ['admin'], policyId: null, allowedIps: [], via: 'root' }
+      return { keyId: ROOT_KEY_ID, sub: ROOT_KEY_ID, scopes: ['admin'], policyId: null, rateLimit: null, maxConnections: null, via: 'root' }
     }
     const parsed = parseApiKey(rawKey)
     let key = parsed === undefined ? undefined : await findKey(parsed.id)
@@ -120,7 +125,7 @@ export default fp(async (app) => {
     if (!matched || key === undefined) throw refuse('UNAUTHORIZED', key?.id)
     checkKeyState(key, ip)
     app.keys.markUsed(key.id)
-    return { keyId: key.id, sub: key.id, scopes: key.scopes, policyId: key.policyId, allowedIps: key.allowedIps, via: 'key' }
+    return { keyId: key.id, sub: key.id, scopes: key.scopes, policyId: key.policyId, rateLimit: key.rateLimit, maxConnections: key.maxConnections, via: 'key' }
   })
 
   app.decorate('authenticateToken', async (token: string, ip: string): Promise<Principal> => {
@@ -154,7 +159,8 @@ export default fp(async (app) => {
       ns: Array.isArray(claims.ns) ? claims.ns : undefined,
       jti: claims.jti,
       exp: claims.exp,
-      allowedIps: key.allowedIps,
+      rateLimit: key.rateLimit,
+      maxConnections: key.maxConnections,
       via: 'token'
     }
   })
@@ -188,5 +194,7 @@ export default fp(async (app) => {
     } catch {
       throw gatewayError('UNAVAILABLE')
     }
+    // Live sockets using this token close on every instance (the socket layer listens).
+    await app.store.publish(TOKEN_REVOKED_CHANNEL, principal.jti).catch(() => {})
   })
 }, { name: 'auth', dependencies: ['config', 'redis', 'keys', 'ip-allowlist'] })

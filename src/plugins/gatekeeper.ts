@@ -39,12 +39,19 @@ export interface AttemptContext {
 // Refusals that say nothing about the credential: they do not count toward an anomaly block.
 const NOT_CREDENTIAL_FAILURES = new Set(['RATE_LIMITED', 'TEMPORARILY_BLOCKED', 'UNAVAILABLE', 'ORIGIN_NOT_ALLOWED', 'FORBIDDEN'])
 
+/** The token of an `Authorization: Bearer …` header, for HTTP requests and Socket.IO handshakes alike. */
+export function bearerToken (authorization: string | undefined): string | undefined {
+  if (typeof authorization !== 'string' || authorization.slice(0, 7).toLowerCase() !== 'bearer ') return undefined
+  return authorization.slice(7).trim()
+}
+
 /** The credential of an HTTP request: `X-API-Key`, or `Authorization: Bearer`. */
 export function requestCredential (req: FastifyRequest): Credential {
   const apiKey = req.headers['x-api-key']
   if (typeof apiKey === 'string') return { kind: 'key', value: apiKey }
   const authorization = req.headers.authorization
-  if (typeof authorization === 'string' && authorization.slice(0, 7).toLowerCase() === 'bearer ') return { kind: 'token', value: authorization.slice(7).trim() }
+  const token = bearerToken(authorization)
+  if (token !== undefined) return { kind: 'token', value: token }
   return undefined
 }
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
+import { withDeadline } from '../deadline.js'
 import { gatewayError } from '../errors.js'
 import { generateApiKey, KEY_ID_PATTERN, newSecret } from '../keys/api-key.js'
 import { pageNewestFirst } from '../keys/cursor.js'
@@ -37,15 +38,6 @@ const LAST_USED_FLUSH_MS = 1000
 // server is refused at once (SPEC §7's 1 s); this bound is for one that accepts and never answers, and is
 // longer than 1 s so that a burst queued behind the pool is not failed on a busy but healthy database.
 const AUTH_LOOKUP_DEADLINE_MS = 1500
-
-async function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('key lookup timed out')), ms) })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 interface KeyRow {
   id: string
@@ -169,7 +161,7 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
       if (cached !== undefined && Date.now() - cached.loadedAt < CACHE_FRESH_MS) return cached.record
       const epoch = forgotten
       try {
-        const record = await withDeadline(load(id), AUTH_LOOKUP_DEADLINE_MS)
+        const record = await withDeadline(load(id), AUTH_LOOKUP_DEADLINE_MS, 'key lookup')
         // A change broadcast while this read was in flight may postdate what it read: use it once, do not cache it.
         if (record !== undefined && epoch === forgotten) cache.set(id, { record, loadedAt: Date.now() })
         return record

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { KEY_ID_PATTERN } from '../keys/api-key.js'
 import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
 import { gatewayError } from '../errors.js'
@@ -41,7 +42,6 @@ export interface PolicyStore {
 }
 
 export const POLICIES_CHANGED = 'policies:changed'
-const POLICY_ID = /^[A-Za-z0-9-]{1,64}$/
 // Safety net behind the broadcast: every instance re-reads all policies this often.
 const RELOAD_INTERVAL_MS = 30_000
 
@@ -107,12 +107,12 @@ export function createPolicyStore (sql: Sql, store: SharedStore): PolicyStore & 
       return await pageNewestFirst<PolicyRow, ReturnType<typeof toRecord>>(sql, 'policies', limit, cursor, toRecord)
     },
     async get (id) {
-      if (!POLICY_ID.test(id)) return undefined
+      if (!KEY_ID_PATTERN.test(id)) return undefined
       const [row] = await sql<PolicyRow[]>`select * from policies where id = ${id}`
       return row === undefined ? undefined : toRecord(row)
     },
     async replace (id, input) {
-      if (!POLICY_ID.test(id)) return undefined
+      if (!KEY_ID_PATTERN.test(id)) return undefined
       const [row] = await sql<PolicyRow[]>`
         update policies set name = ${input.name}, rules = ${sql.json(input.rules as never)}, updated_at = now()
         where id = ${id} returning *`
@@ -121,7 +121,7 @@ export function createPolicyStore (sql: Sql, store: SharedStore): PolicyStore & 
       return toRecord(row)
     },
     async remove (id) {
-      if (!POLICY_ID.test(id)) return false
+      if (!KEY_ID_PATTERN.test(id)) return false
       const removed = await sql.begin(async (tx) => {
         const [inUse] = await tx`select 1 from api_keys where policy_id = ${id} limit 1 for share`
         if (inUse !== undefined) throw gatewayError('CONFLICT', 'The policy is in use by at least one key')

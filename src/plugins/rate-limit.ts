@@ -3,6 +3,7 @@ import fastifyRateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStor
 import type { FastifyRequest } from 'fastify'
 import type { Rate } from '../config.js'
 import { gatewayError, type GatewayError } from '../errors.js'
+import type { KeyRateLimit } from '../keys/types.js'
 import { QuotaLeases } from '../limits/quota-leases.js'
 import { clientBucket } from '../net/ip.js'
 import { httpAttempt } from './gatekeeper.js'
@@ -17,12 +18,12 @@ declare module 'fastify' {
      */
     consume: (key: string, rate: Rate, scope: string) => Promise<void>
     /**
-     * Spends one unit of a cluster-wide quota (a key's publish limit) from a
-     * lease held by this instance: no store round trip on the common path.
-     * Undefined when allowed, the RATE_LIMITED refusal otherwise; a promise only
-     * when a new lease must be taken.
+     * Spends one publish of a key's cluster-wide `rateLimit` (socket and HTTP
+     * publishes alike) from a lease held by this instance: no store round trip
+     * on the common path. Undefined when allowed, the RATE_LIMITED refusal
+     * otherwise; a promise only when a new lease must be taken.
      */
-    takeQuota: (key: string, rate: Rate, scope: string) => GatewayError | undefined | Promise<GatewayError | undefined>
+    takePublishQuota: (keyId: string, limit: KeyRateLimit) => GatewayError | undefined | Promise<GatewayError | undefined>
   }
 }
 
@@ -62,15 +63,23 @@ export default fp(async (app) => {
   const sweep = setInterval(() => { leases.sweep() }, 60_000)
   sweep.unref()
   app.addHook('onClose', async () => { clearInterval(sweep) })
-  const verdict = (key: string, scope: string, allowed: boolean): GatewayError | undefined => {
+  const verdict = (key: string, allowed: boolean): GatewayError | undefined => {
     if (allowed) return undefined
-    app.gatewayMetrics.rateLimited.inc({ scope })
+    app.gatewayMetrics.rateLimited.inc({ scope: 'key' })
     return gatewayError('RATE_LIMITED', undefined, leases.retryAfterMs(key) / 1000)
   }
-  app.decorate('takeQuota', (key: string, rate: Rate, scope: string) => {
+  // A key record's limit object lives as long as the cached record: its Rate is built once, not per packet.
+  const rates = new WeakMap<KeyRateLimit, Rate>()
+  app.decorate('takePublishQuota', (keyId: string, limit: KeyRateLimit) => {
+    let rate = rates.get(limit)
+    if (rate === undefined) {
+      rate = { max: limit.max, windowMs: limit.windowSeconds * 1000 }
+      rates.set(limit, rate)
+    }
+    const key = `publish:${keyId}`
     const allowed = leases.take(key, rate)
-    if (typeof allowed === 'boolean') return verdict(key, scope, allowed)
-    return allowed.then((ok) => verdict(key, scope, ok), () => gatewayError('UNAVAILABLE'))
+    if (typeof allowed === 'boolean') return verdict(key, allowed)
+    return allowed.then((ok) => verdict(key, ok), () => gatewayError('UNAVAILABLE'))
   })
 
   app.decorate('consume', async (key: string, rate: Rate, scope: string) => {

@@ -11,16 +11,7 @@ import { registerSystem } from '../sockets/system.js'
 import type { GatewaySocket } from '../sockets/types.js'
 import { NAMESPACES } from './io.js'
 import { KEYS_CHANGED } from './keys.js'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** Closes this instance's sockets that use a token (by jti); revocation of one token. */
-    disconnectToken: (jti: string) => number
-  }
-}
-
-/** Broadcast when a token is revoked, so every instance closes the sockets using it. */
-export const TOKEN_REVOKED_CHANNEL = 'tokens:revoked'
+import { TOKEN_REVOKED_CHANNEL } from './auth.js'
 
 /** The Socket.IO side of the gateway: it only adapts what the plugins before it decorate. */
 export default fp(async (app) => {
@@ -61,15 +52,10 @@ export default fp(async (app) => {
       (err: unknown) => { app.log.warn({ err, keyId }, 'key reload failed; live sockets keep the cached key') })
   })
 
-  app.decorate('disconnectToken', (jti: string) => {
-    let closed = 0
+  // A revoked token closes the sockets using it, on every instance; they are told why.
+  await app.store.subscribe(TOKEN_REVOKED_CHANNEL, (jti) => {
     for (const socket of localSockets()) {
-      if (socket.data.principal?.jti === jti) {
-        socket.disconnect()
-        closed++
-      }
+      if (socket.data.principal?.jti === jti) forceDisconnect(app, socket, gatewayError('TOKEN_REVOKED'))
     }
-    return closed
   })
-  await app.store.subscribe(TOKEN_REVOKED_CHANNEL, (jti) => { app.disconnectToken(jti) })
 }, { name: 'sockets', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit'] })

@@ -1,7 +1,6 @@
 import type { FastifyError } from 'fastify'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { TOKEN_REVOKED_CHANNEL } from '../plugins/sockets.js'
 import { ipRateKey } from '../plugins/rate-limit.js'
 import { httpAttempt, requestCredential } from '../plugins/gatekeeper.js'
 import { errorResponses, Strict } from './schemas.js'
@@ -66,8 +65,6 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { tags: ['auth'], summary: 'Revoke the bearer token of this request (logout)', response: { 204: Type.Null(), ...errorResponses(401, 503) } }
   }, async (req, reply) => {
     await app.revokeToken(req.principal!)
-    // Sockets using this token close on every instance.
-    await app.store.publish(TOKEN_REVOKED_CHANNEL, req.principal!.jti as string).catch(() => {})
     return await reply.code(204).send(null)
   })
 

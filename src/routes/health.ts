@@ -1,17 +1,9 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
+import { withDeadline } from '../deadline.js'
 
 const CHECK_TIMEOUT_MS = 1000
-
-async function within<T> (ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('timeout')), ms) })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 const CheckStatus = Type.Union([Type.Literal('ok'), Type.Literal('fail')])
 const ReadyBody = Type.Object({
@@ -32,7 +24,7 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
       ...(app.store.kind === 'redis' ? { redis: async () => { await app.store.ping() } } : {})
     }
     const names = Object.keys(probes)
-    const results = await Promise.allSettled(names.map(async (name) => await within(CHECK_TIMEOUT_MS, probes[name]())))
+    const results = await Promise.allSettled(names.map(async (name) => await withDeadline(probes[name](), CHECK_TIMEOUT_MS, `${name} check`)))
     const checks = Object.fromEntries(names.map((name, i) => [name, results[i].status === 'fulfilled' ? 'ok' as const : 'fail' as const]))
     const healthy = Object.values(checks).every((s) => s === 'ok')
     return await reply.code(healthy ? 200 : 503).send({ status: healthy ? 'ok' : 'fail', checks })

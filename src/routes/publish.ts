@@ -1,11 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { assertNamespaceAllowed } from '../auth/principal.js'
 import { Type } from '@sinclair/typebox'
-import { gatewayError } from '../errors.js'
 import { NAMESPACES } from '../plugins/io.js'
-import { can } from '../policies/engine.js'
 import { relayedMessage } from '../sockets/protocol.js'
-import { isReservedEvent } from '../sockets/types.js'
+import { publishRefusal } from '../sockets/publish-rule.js'
 import { errorResponses, Strict } from './schemas.js'
 
 const PublishBody = Strict({
@@ -32,15 +30,12 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (req, reply) => {
     const principal = req.principal!
     const { namespace, room, event, data } = req.body
-    if (isReservedEvent(event)) throw gatewayError('VALIDATION_FAILED', `body/event: ${event} is reserved`)
     assertNamespaceAllowed(principal, namespace)
-    if (!can(app.policies.compiled(principal.policyId), principal, 'publish', namespace, room, event)) {
-      throw gatewayError('FORBIDDEN', `Policy does not allow ${event} in ${room} on ${namespace}`)
-    }
-    const key = await app.keys.findForAuth(principal.keyId)
-    if (key?.rateLimit != null) {
-      const refused = await app.takeQuota(`publish:${key.id}`, { max: key.rateLimit.max, windowMs: key.rateLimit.windowSeconds * 1000 }, 'key')
-      if (refused !== undefined) throw refused
+    const refused = publishRefusal(app.policies.compiled(principal.policyId), principal, namespace, room, event)
+    if (refused !== undefined) throw refused
+    if (principal.rateLimit !== null) {
+      const limited = await app.takePublishQuota(principal.keyId, principal.rateLimit)
+      if (limited !== undefined) throw limited
     }
     const message = relayedMessage(room, principal.sub, data)
     app.io.of(namespace).to(room).emit(event, message)

@@ -4,7 +4,7 @@ import { assertNamespaceAllowed, type Principal } from '../auth/principal.js'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { clientBucket } from '../net/ip.js'
 import { can } from '../policies/engine.js'
-import type { AttemptContext, Credential } from '../plugins/gatekeeper.js'
+import { bearerToken, type AttemptContext, type Credential } from '../plugins/gatekeeper.js'
 import { connectRefusal } from './refusal.js'
 import type { GatewaySocket } from './types.js'
 
@@ -12,8 +12,8 @@ import type { GatewaySocket } from './types.js'
 function handshakeCredential (socket: GatewaySocket): Credential {
   const auth = socket.handshake.auth as { token?: unknown } | undefined
   if (typeof auth?.token === 'string') return { kind: 'token', value: auth.token }
-  const header = socket.handshake.headers.authorization
-  if (typeof header === 'string' && header.slice(0, 7).toLowerCase() === 'bearer ') return { kind: 'token', value: header.slice(7).trim() }
+  const token = bearerToken(socket.handshake.headers.authorization)
+  if (token !== undefined) return { kind: 'token', value: token }
   return undefined
 }
 
@@ -58,20 +58,17 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
         authorize: async (p: Principal) => {
           assertNamespaceAllowed(p, namespace)
           if (!can(app.policies.compiled(p.policyId), p, 'connect', namespace)) throw gatewayError('FORBIDDEN', `Policy does not allow connect on ${namespace}`)
-          if (await reserveConnection(app, p.keyId)) slotKeyId = p.keyId
+          if (await reserveConnection(app, p)) slotKeyId = p.keyId
         }
       })
-      const key = await app.keys.findForAuth(principal.keyId)
       socket.data = {
         principal,
         ip,
-        keyRateLimit: key?.rateLimit ?? null,
         packetBytes: 0,
         windowStart: 0,
         windowCount: 0,
         windowRefused: 0,
-        rateNoticeAt: -1,
-        expired: false
+        rateNoticeAt: -1
       }
       if (slotKeyId !== undefined) holdConnectionSlot(app, socket, slotKeyId)
       // The token has done its work: keeping it on the handshake would cost every idle socket its size,
@@ -106,16 +103,15 @@ async function refuseBeforeCredential (app: FastifyInstance, attempt: Omit<Attem
 export const connectionCountKey = (keyId: string): string => `conns:${keyId}`
 
 /** Counts the connection against the key's maxConnections across the cluster; refuses past it. */
-async function reserveConnection (app: FastifyInstance, keyId: string): Promise<boolean> {
-  const key = await app.keys.findForAuth(keyId)
-  if (key?.maxConnections == null) return false
+async function reserveConnection (app: FastifyInstance, { keyId, maxConnections }: Principal): Promise<boolean> {
+  if (maxConnections === null) return false
   let acquired: boolean
   try {
-    acquired = await app.store.acquireSlot(connectionCountKey(keyId), key.maxConnections)
+    acquired = await app.store.acquireSlot(connectionCountKey(keyId), maxConnections)
   } catch {
     throw gatewayError('UNAVAILABLE')
   }
-  if (!acquired) throw gatewayError('RATE_LIMITED', `The key already has ${key.maxConnections} live connections`)
+  if (!acquired) throw gatewayError('RATE_LIMITED', `The key already has ${maxConnections} live connections`)
   return true
 }
 

@@ -34,7 +34,6 @@ export class ExpiryWatch {
   /** (Re)starts the socket's clock from its principal's `exp`. */
   watch (socket: GatewaySocket): void {
     this.forget(socket)
-    socket.data.expired = false
     const exp = socket.data.principal.exp
     if (exp === undefined) return
     const now = Date.now()
@@ -90,7 +89,6 @@ export class ExpiryWatch {
       this.handlers.expiring(socket, expiresAt)
       this.enqueue(socket, exp * 1000, 'expire')
     } else if (entry.phase === 'expire') {
-      socket.data.expired = true
       this.handlers.expired(socket, expiresAt)
       this.enqueue(socket, exp * 1000 + EXPIRED_GRACE_MS, 'cut')
     } else {

@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify'
 import { gatewayError, type GatewayError } from '../errors.js'
 import type { ApiKeyRecord } from '../keys/types.js'
 import { can } from '../policies/engine.js'
-import { keyRoom } from '../plugins/io.js'
 import { forceDisconnect } from './refusal.js'
 import { isInternalRoom, type GatewaySocket } from './types.js'
 
@@ -19,12 +18,8 @@ export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): voi
     forceDisconnect(app, socket, gatewayError('FORBIDDEN', `Policy no longer allows ${namespace}`), 'connect')
     return
   }
-  const ownKeyRoom = keyRoom(principal.keyId)
   for (const room of socket.rooms) {
-    // A recovered session may carry the key room of the credential it had before: only the current one is kept.
-    if (room.startsWith('key:') && room !== ownKeyRoom) void socket.leave(room)
-    else if (isInternalRoom(room, socket)) continue
-    else if (!can(policy, principal, 'subscribe', namespace, room)) void socket.leave(room)
+    if (!isInternalRoom(room, socket) && !can(policy, principal, 'subscribe', namespace, room)) void socket.leave(room)
   }
 }
 
@@ -37,17 +32,12 @@ export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): voi
  */
 export function applyKeyChange (app: FastifyInstance, socket: GatewaySocket, key: ApiKeyRecord | undefined): void {
   if (key === undefined || key.revokedAt !== null) return
-  if (key.expiresAt !== null && key.expiresAt.getTime() <= Date.now()) {
-    forceDisconnect(app, socket, gatewayError('KEY_EXPIRED'))
-    return
-  }
   try {
-    app.checkIp(key.allowedIps, socket.data.ip)
+    app.assertKeyUsable(key, socket.data.ip)
   } catch (err) {
     forceDisconnect(app, socket, err as GatewayError)
     return
   }
-  socket.data.principal = { ...socket.data.principal, policyId: key.policyId, allowedIps: key.allowedIps }
-  socket.data.keyRateLimit = key.rateLimit
+  socket.data.principal = { ...socket.data.principal, policyId: key.policyId, rateLimit: key.rateLimit, maxConnections: key.maxConnections }
   enforcePolicy(app, socket)
 }

@@ -3,7 +3,8 @@ import { gatewayError, type GatewayError } from '../errors.js'
 import { can } from '../policies/engine.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
-import { HANDLED_EVENTS, isInternalRoom, isReservedEvent, type GatewaySocket } from './types.js'
+import { publishRefusal } from './publish-rule.js'
+import { HANDLED_EVENTS, isInternalRoom, type GatewaySocket } from './types.js'
 
 export type Ack = (response: unknown) => void
 type Next = (err?: Error) => void
@@ -64,7 +65,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     // socket.io-parser lets a number through as an event name; it is no event of ours.
     if (typeof event !== 'string') return gatewayError('VALIDATION_FAILED', 'The event name must be a string')
     if (event === 'auth:refresh') return payloads === 1 && RefreshEnvelope.Check(payload) ? undefined : gatewayError('VALIDATION_FAILED', 'auth:refresh takes { token }')
-    if (socket.data.expired || (principal.exp !== undefined && principal.exp * 1000 <= Date.now())) return gatewayError('TOKEN_EXPIRED', 'The token expired: send auth:refresh')
+    if (principal.exp !== undefined && principal.exp * 1000 <= Date.now()) return gatewayError('TOKEN_EXPIRED', 'The token expired: send auth:refresh')
     if (socket.data.packetBytes > maxBytes) return gatewayError('PAYLOAD_TOO_LARGE', `Packets are limited to ${maxBytes} bytes`)
     // One envelope per packet: further arguments would be dropped unseen, so they are refused rather than ignored.
     if (payloads !== 1) return gatewayError('VALIDATION_FAILED', `${event} takes one payload`)
@@ -75,10 +76,8 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
       if (event === 'join' && !can(policy, principal, 'subscribe', namespace, payload.room)) return gatewayError('FORBIDDEN', `Policy does not allow subscribe to ${payload.room}`)
       return undefined
     }
-    if (isReservedEvent(event)) return gatewayError('FORBIDDEN', `${event} is reserved`)
     if (!MessageEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room, data }`)
-    if (!can(policy, principal, 'publish', namespace, (payload as MessagePayload).room, event)) return gatewayError('FORBIDDEN', `Policy does not allow ${event} in ${(payload as MessagePayload).room}`)
-    return undefined
+    return publishRefusal(policy, principal, namespace, (payload as MessagePayload).room, event)
   }
 
   return (packet: unknown[], next: Next): void => {
@@ -99,9 +98,9 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     // join, leave and auth:refresh go on to their handlers; every other event is relayed here
     // (socket.onAny would run before this middleware, so it cannot carry the relay).
     if (HANDLED_EVENTS.has(event)) return next()
-    const keyLimit = socket.data.keyRateLimit
+    const keyLimit = socket.data.principal.rateLimit
     if (keyLimit === null) return relay(event, payload as MessagePayload, ack)
-    const quota = app.takeQuota(`publish:${socket.data.principal.keyId}`, { max: keyLimit.max, windowMs: keyLimit.windowSeconds * 1000 }, 'key')
+    const quota = app.takePublishQuota(socket.data.principal.keyId, keyLimit)
     if (quota === undefined) return relay(event, payload as MessagePayload, ack)
     if (!(quota instanceof Promise)) return refuse(event, ack, quota)
     void quota.then((refused) => {

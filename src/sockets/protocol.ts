@@ -3,7 +3,7 @@ import { assertNamespaceAllowed } from '../auth/principal.js'
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { keyRoom } from '../plugins/io.js'
-import type { MessagePayload, RefreshPayload, RoomPayload } from './envelopes.js'
+import type { RefreshPayload, RoomPayload } from './envelopes.js'
 import { packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
 import type { Counter } from 'prom-client'
@@ -90,9 +90,7 @@ async function refresh (app: FastifyInstance, socket: GatewaySocket, token: stri
       assertNamespaceAllowed(p, namespace)
     }
   })
-  const key = await app.keys.findForAuth(next.keyId)
   socket.data.principal = next
-  socket.data.keyRateLimit = key?.rateLimit ?? null
   rescheduleExpiry()
   return new Date((next.exp ?? 0) * 1000).toISOString()
 }

@@ -9,7 +9,7 @@ export interface ConnectRefusal extends Error {
 
 export function connectRefusal (err: GatewayError): ConnectRefusal {
   const refusal = new Error(err.code) as ConnectRefusal
-  refusal.data = { code: err.code, message: err.message, ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {}) }
+  refusal.data = packetRefusal(err)
   return refusal
 }
 

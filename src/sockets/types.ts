@@ -1,6 +1,5 @@
 import type { Namespace, Server, Socket } from 'socket.io'
 import type { Principal } from '../auth/principal.js'
-import type { KeyRateLimit } from '../keys/types.js'
 
 /**
  * What the gateway keeps on each socket (`socket.data`). Plain data only: the
@@ -10,8 +9,6 @@ import type { KeyRateLimit } from '../keys/types.js'
 export interface SocketState {
   principal: Principal
   ip: string
-  /** The key's publish limit, from its record at (re)authentication. */
-  keyRateLimit: KeyRateLimit | null
   /** Size in bytes of the packet being processed (engine.io frame). */
   packetBytes: number
   /** Per-socket packet window: the limit is local to one connection, so it is counted here, exactly. */
@@ -20,8 +17,6 @@ export interface SocketState {
   windowRefused: number
   /** The window (its start) in which `/error` was last told of a rate limit: once per window is enough. */
   rateNoticeAt: number
-  /** Set when the token expired: packets other than auth:refresh are refused. */
-  expired: boolean
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the protocol's events are open-ended (any event E is relayed)

@@ -33,7 +33,7 @@ t.test('a key mints a token that carries every claim and authenticates', async (
   t.notOk('ns' in payload, 'no namespace claim unless asked')
 
   const principal = await app.authenticateToken(body.accessToken, '127.0.0.1')
-  t.same({ ...principal }, { keyId: id, sub: id, scopes: ['publish'], policyId: null, ns: undefined, jti: payload.jti, exp: payload.exp, allowedIps: [], via: 'token' })
+  t.same({ ...principal }, { keyId: id, sub: id, scopes: ['publish'], policyId: null, ns: undefined, jti: payload.jti, exp: payload.exp, rateLimit: null, maxConnections: null, via: 'token' })
 
   const second = decodeToken((await requestToken(app, apiKey)).json<{ accessToken: string }>().accessToken)
   t.not(second.payload.jti, payload.jti, 'every token has its own jti')
