@@ -282,7 +282,7 @@ async function main (): Promise<void> {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     pinning,
-    servers: fromSource ? 'from source under tsx (BENCH_FROM_SOURCE=1)' : 'compiled with tsc to bench/.build (as npm start runs dist/)',
+    servers: fromSource ? 'from source under tsx (BENCH_FROM_SOURCE=1)' : 'compiled with tsc (as npm start runs dist/)',
     settings: { quick: settings.quick, trials: settings.trials, seconds: settings.seconds, fanoutSeconds: settings.fanoutSeconds, warmupSeconds: settings.warmupSeconds, plainBaseline: settings.plainBaseline, only: settings.only === undefined ? null : [...settings.only] }
   }
   const log = (msg: string): void => { process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s] ${msg}\n`) }
@@ -299,7 +299,7 @@ async function main (): Promise<void> {
   const results: ScenarioResult[] = []
   let profile: ProfileReport | undefined
   try {
-    log(fromSource ? 'servers run from source (tsx)' : 'compiling the servers (tsc → bench/.build)…')
+    log(fromSource ? 'servers run from source (tsx)' : 'compiling the servers (tsc)…')
     buildServers()
     log('starting servers…')
     const [A, B, A0, profiledB, profiledA] = await Promise.all([

@@ -32,8 +32,8 @@ export interface ProfileSummary {
   byOrigin: Array<{ origin: string, kind: FunctionCost['kind'], selfShare: number }>
 }
 
-/** The gateway's own code: src/*.ts under tsx, or its compiled copy bench/.build/src/*.js. */
-const COMPILED_SRC = 'bench/.build/src/'
+/** The gateway's own code: src/*.ts under tsx, or its compiled copy (see bench/tsconfig.build.json). */
+const COMPILED_SRC = 'node_modules/.cache/spark-bench-build/src/'
 
 function classify (url: string, functionName: string, root: string): { origin: string, kind: FunctionCost['kind'], file: string } {
   if (url === '') return { origin: functionName.startsWith('(') ? functionName : '(native)', kind: 'v8', file: '' }

@@ -17,7 +17,7 @@ const live = new Set<ChildProcess>()
 process.on('exit', () => { for (const child of live) child.kill('SIGKILL') })
 
 const BENCH_DIR = fileURLToPath(new URL('../', import.meta.url))
-const BUILD_DIR = fileURLToPath(new URL('../.build/', import.meta.url))
+const BUILD_DIR = fileURLToPath(new URL('../../node_modules/.cache/spark-bench-build/', import.meta.url))
 
 /**
  * How the servers under test run: compiled to JavaScript like `npm start`
@@ -28,7 +28,7 @@ const BUILD_DIR = fileURLToPath(new URL('../.build/', import.meta.url))
  */
 export const fromSource = process.env.BENCH_FROM_SOURCE === '1'
 
-/** Compiles src/ and the server wrapper to bench/.build (tsc, no type check), with the migrations beside them. */
+/** Compiles src/ and the server wrapper to node_modules/.cache/spark-bench-build (tsc, no type check), with the migrations beside them. */
 export function buildServers (): void {
   if (fromSource) return
   rmSync(BUILD_DIR, { recursive: true, force: true })

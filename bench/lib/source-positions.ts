@@ -2,7 +2,7 @@
 // compiled to one line (minified whitespace), so a --cpu-prof call frame only
 // has a column; loading the same files through the same tsx loader gives the
 // same output, whose source map Node keeps (module.findSourceMap). Compiled
-// files (bench/.build) carry their tsc source maps.
+// files (compiled by bench/tsconfig.build.json) carry their tsc source maps.
 // Run as a child: node --enable-source-maps --import tsx source-positions.ts <positions.json>
 // prints [{ url, line, column, originalLine }] (1-based originalLine, or null).
 import { readFileSync } from 'node:fs'
