@@ -213,3 +213,12 @@ t.test('last_used_at is set after a successful token', async (t) => {
   t.type(seen, 'string', 'flushed within about a second')
   t.ok(Math.abs(new Date(seen as string).getTime() - before) < 2500, 'about when it was used')
 })
+
+t.test('queued rows reach PostgreSQL within a second without anyone flushing', async (t) => {
+  const app = await buildApp(t, env)
+  const { apiKey } = await createKey(app)
+  for (let i = 0; i < 3; i++) await app.inject({ method: 'POST', url: '/auth/token', headers: { 'x-api-key': apiKey, 'user-agent': 'timed-flush' } })
+  await sleep(1100)
+  const [row] = await app.sql<Array<{ n: number }>>`select count(*)::int as n from auth_attempts where user_agent = 'timed-flush'`
+  t.equal(row.n, 3, 'the background flush wrote them')
+})

@@ -4,7 +4,8 @@ import { QuotaLeases, defaultBatch } from '../../src/limits/quota-leases.js'
 import { createMemoryStore } from '../../src/stores/memory-store.js'
 import { createRedisStore } from '../../src/stores/redis-store.js'
 import type { SharedStore } from '../../src/stores/shared-store.js'
-import { realServers } from '../helper.js'
+import { realServers, sleep } from '../helper.js'
+import { startPrivateServers, waitUntil } from '../support/ops.js'
 
 /** Counts lease round trips while passing everything to the real store. */
 function countingLeases (store: SharedStore): { store: SharedStore, calls: () => number } {
@@ -49,14 +50,19 @@ t.test('instances sharing one Redis never exceed the limit together', { skip: !r
   t.equal(drained, 400)
 })
 
-t.test('with the store away, the limit is counted on this instance alone, and the store is asked again next window', async (t) => {
-  const store = createMemoryStore()
-  let away = true
-  const flaky: SharedStore = { ...store, lease: async (...args) => { if (away) throw new Error('store down'); return await store.lease(...args) } }
-  const leases = new QuotaLeases(flaky)
-  t.equal(await takeAll(leases, 'k', 3, 200, 5), 3, 'live traffic keeps its limit, counted locally')
-  away = false
-  await new Promise((resolve) => setTimeout(resolve, 250))
-  t.equal(await takeAll(leases, 'k', 3, 200, 5), 3, 'back on the shared store')
-  t.equal((await store.lease('quota:k', 200, 3, 1)).granted, 0, 'and the store counted those')
+t.test('with Redis away, the limit is counted on this instance alone, and Redis is asked again once back', { skip: !realServers && 'needs the real Redis' }, async (t) => {
+  // A Redis of this test alone, so stopping it touches no other test.
+  const servers = await startPrivateServers(t)
+  const store = await createRedisStore(servers.redisUrl, 't_outage:')
+  t.teardown(async () => { await store.close() })
+  const leases = new QuotaLeases(store)
+  t.equal(await takeAll(leases, 'k', 3, 300, 5), 3, 'counted in Redis while it is up')
+  await servers.control('redis-stop')
+  await sleep(350)
+  t.equal(await takeAll(leases, 'k', 3, 300, 5), 3, 'Redis down: live traffic keeps its limit, counted locally')
+  await servers.control('redis-start')
+  await waitUntil(async () => await store.ping().then(() => true, () => false), 10_000)
+  await sleep(350)
+  t.equal(await takeAll(leases, 'k', 3, 300, 5), 3, 'back on Redis')
+  t.equal((await store.lease('quota:k', 300, 3, 1)).granted, 0, 'which counted those')
 })

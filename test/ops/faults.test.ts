@@ -257,7 +257,9 @@ t.test('a hung backend (connections open, no answers) fails closed too', async (
     const cached = await timed(async () => await tokenRequest(appA, apiKey))
     t.equal(cached.value.statusCode, 200, `PostgreSQL hung: a cached key still mints (${cached.ms} ms)`)
     const unknown = await timed(async () => await answerWithin(2 * FAIL_FAST_MS, tokenRequest(appA, unknownKey())))
-    t.equal(unknown.value === 'no answer' ? 'no answer' : unknown.value.statusCode, 503, `an unknown key → 503 within the 1.5 s lookup deadline (${unknown.ms} ms)`)
+    t.equal(unknown.value === 'no answer' ? 'no answer' : unknown.value.statusCode, 503, 'an unknown key → 503, never a hang')
+    // Beyond SPEC §7's 1 s (which is for a server that is down, refused at once): a hung one is given up on after the lookup deadline.
+    t.ok(unknown.ms < 1800, `answered within the 1.5 s lookup deadline (${unknown.ms} ms)`)
     const ready = await timed(async () => await readiness(appA))
     t.same(ready.value, { status: 503, checks: { postgres: 'fail', redis: 'ok' } }, `/health/ready names postgres (${ready.ms} ms)`)
     t.comment(`figures: postgres hung → cached key ${cached.ms} ms, unknown key ${unknown.value === 'no answer' ? 'no answer' : unknown.value.statusCode} after ${unknown.ms} ms, ready 503 in ${ready.ms} ms`)

@@ -1,10 +1,9 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import type { Socket as ClientSocket } from 'socket.io-client'
 import { buildFrom, isolatedEnv, listen, realServers } from '../helper.js'
 import { collectAlerts } from '../support/auth.js'
 import { TEST_JWT_SECRET } from '../support/jwt.js'
-import { connectAs, disconnection, eventsWithin, handshakeOutcome, keyWithPolicy, nextEvent, recordEvents, replacePolicy, revokeKey, ROOMY_LIMITS, tokenFor } from '../support/sockets.js'
+import { connectAs, disconnection, eventsWithin, handshakeOutcome, keyWithPolicy, nextEvent, recordEvents, replacePolicy, revokeKey, ROOMY_LIMITS, tokenFor, ack } from '../support/sockets.js'
 
 const CHAT_RULES = [
   { effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms: ['lobby', 'room:*', 'user:${sub}'] },
@@ -23,10 +22,6 @@ async function cluster (t: Tap, env: Record<string, string> = {}): Promise<{ a: 
   const a = await buildFrom(t, shared)
   const b = await buildFrom(t, shared)
   return { a, b, urlA: await listen(a), urlB: await listen(b) }
-}
-
-async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return await socket.timeout(2000).emitWithAck(event, ...args)
 }
 
 t.test('a cluster needs the real servers', { skip: realServers ? false : 'TEST_DATABASE_URL and TEST_REDIS_URL are not set' }, async (t) => {

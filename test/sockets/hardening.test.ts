@@ -99,3 +99,15 @@ t.test('a recovering client with a bad token gets none of the messages it missed
   await sleep(100)
   t.notOk(frames.some((f) => f.includes('missed')), `nothing the session missed reached a client that failed the gate (${frames.length} frames)`)
 })
+
+t.test('a handshake\'s client address follows TRUST_PROXY, for the allowlist as for HTTP', async (t) => {
+  for (const [trustProxy, forwarded, expected] of [['true', '10.1.2.3', 'ALLOWED'], ['true', '10.2.0.1', 'IP_NOT_ALLOWED'], ['false', '10.1.2.3', 'IP_NOT_ALLOWED']] as const) {
+    const app = await buildApp(t, { TRUST_PROXY: trustProxy })
+    const { apiKey } = await createKey(app, { policyId: await createPolicy(app, everything), allowedIps: ['10.1.0.0/16'] })
+    const token = await mintToken(app, apiKey, {}, '10.1.9.9')
+    const url = await listen(app)
+    const socket = connect(t, `${url}/chat`, { extraHeaders: { 'x-forwarded-for': forwarded }, auth: { token } })
+    const outcome = await connected(socket).then(() => 'ALLOWED', (err: Error) => err.message)
+    t.equal(outcome, expected, `TRUST_PROXY=${trustProxy}, X-Forwarded-For ${forwarded}`)
+  }
+})

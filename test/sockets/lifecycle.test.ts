@@ -1,18 +1,13 @@
 import t from 'tap'
 import { adminHeaders, buildApp, connect, createKey, createPolicy, listen, mintToken } from '../helper.js'
-import { connectAs, disconnection, eventsWithin, keyWithPolicy, nextEvent, recordEvents, replacePolicy, revokeKey, ROOMY_LIMITS, tokenFor } from '../support/sockets.js'
+import { connectAs, disconnection, eventsWithin, keyWithPolicy, nextEvent, recordEvents, replacePolicy, revokeKey, ROOMY_LIMITS, tokenFor, ack } from '../support/sockets.js'
 import type { LightMyRequestResponse } from 'fastify'
-import type { Socket as ClientSocket } from 'socket.io-client'
 
 const CHAT_RULES = [
   { effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms: ['lobby', 'room:*', 'user:${sub}'] },
   { effect: 'allow', namespace: '/notification', actions: ['connect', 'subscribe'], rooms: ['user:${sub}'] },
   { effect: 'allow', namespace: '/error', actions: ['connect'] }
 ]
-
-async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return await socket.timeout(2000).emitWithAck(event, ...args)
-}
 
 t.test('token expiry: auth:expiring, auth:expired, packets refused until auth:refresh', async (t) => {
   const app = await buildApp(t, ROOMY_LIMITS)

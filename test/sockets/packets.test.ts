@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { buildApp, connect, connected, listen } from '../helper.js'
 import { collectAlerts } from '../support/auth.js'
-import { connectAs, disconnection, eventually, eventsWithin, handshakeOutcome, keyWithPolicy, nextEvent, recordEvents, ROOMY_LIMITS, tokenFor } from '../support/sockets.js'
+import { connectAs, disconnection, eventually, eventsWithin, handshakeOutcome, keyWithPolicy, nextEvent, recordEvents, ROOMY_LIMITS, tokenFor, ack } from '../support/sockets.js'
 
 /** The senders' policy: the example of SPEC §3, plus the /error namespace. */
 const SENDER_RULES = [
@@ -46,10 +46,6 @@ async function chatRoom (t: Tap, env: Record<string, string> = {}, key: Record<s
 type Tap = Parameters<typeof buildApp>[0]
 
 /** Emits with an ack and waits for it (2 s at most). */
-async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return await socket.timeout(2000).emitWithAck(event, ...args)
-}
-
 /** A refusal ack in one comparable shape. */
 function refusal (response: { ok?: unknown, error?: { code?: unknown, message?: unknown } }): { ok: unknown, code: unknown, message: string } {
   return { ok: response.ok, code: response.error?.code, message: typeof response.error?.message }

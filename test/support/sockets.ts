@@ -137,3 +137,8 @@ export async function revokeKey (app: FastifyInstance, id: string): Promise<{ re
   if (res.statusCode !== 200) throw new Error(`revoke failed: ${res.statusCode} ${res.body}`)
   return res.json()
 }
+
+/** An emit's ack, or a rejection after 2 s. */
+export async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return await socket.timeout(2000).emitWithAck(event, ...args)
+}
