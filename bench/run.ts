@@ -12,14 +12,14 @@
 //   BENCH_TRIALS=n          measured trials per variant (default 3)
 //   BENCH_SECONDS=s         measured relay window (default 5; fan-out uses 3)
 //   BENCH_PLAIN_BASELINE=1  add the informational A0 variant (Socket.IO defaults) to relay (default on, off with QUICK)
-import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { cpus } from 'node:os'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js'
-import { buildServers, fromSource, pinning, SERVER_CPU, startServer, type ServerHandle } from './lib/processes.js'
-import type { BenchSettings, Metric, ScenarioResult, ServerSet } from './lib/scenario.js'
+import { buildServers, fromSource, pinning, SERVER_CPU, serverPool, LOAD_CPU, type ServerHandle } from './lib/processes.js'
+import { VARIANT_LABELS, type BenchSettings, type Metric, type ScenarioResult, type ServerSet } from './lib/scenario.js'
 import { fmt, median, ratio } from './lib/stats.js'
 import { run as runFanout } from './scenarios/fanout.js'
 import { run as runHandshakes } from './scenarios/handshakes.js'
@@ -81,20 +81,40 @@ interface Row {
   scenario: string
   metric: Metric
   labels: string[]
-  ratio?: ReturnType<typeof ratio>
-  ratioA0?: ReturnType<typeof ratio>
+  /** Ratio per comparison column, keyed "B/A". */
+  ratios: Record<string, ReturnType<typeof ratio> | undefined>
+  goalRatio?: ReturnType<typeof ratio>
   goalMet?: boolean
 }
 
+/** The variants of a scenario in report order (as VARIANT_DESCRIPTIONS lists them). */
+function variantsOf (result: ScenarioResult): string[] {
+  const present = new Set(result.metrics.flatMap((m) => Object.keys(m.byVariant)))
+  return [...VARIANT_LABELS.filter((l) => present.has(l)), ...[...present].filter((l) => !VARIANT_LABELS.includes(l))]
+}
+
+/** Ratio columns: B/A, B/A0 when A0 ran, then the scenario's own. */
+function comparisonsOf (result: ScenarioResult): Array<[string, string]> {
+  const present = new Set(variantsOf(result))
+  const all: Array<[string, string]> = [['B', 'A'], ['B', 'A0'], ...(result.comparisons ?? [])]
+  return all.filter(([x, y], i) => present.has(x) && present.has(y) && all.findIndex(([p, q]) => p === x && q === y) === i)
+}
+
 function rows (result: ScenarioResult): Row[] {
+  const comparisons = comparisonsOf(result)
   return result.metrics.map((metric) => {
     const labels = Object.keys(metric.byVariant)
-    const a = metric.byVariant.A
-    const b = metric.byVariant.B
-    const r = a !== undefined && b !== undefined ? ratio(b, a) : undefined
-    const a0 = metric.byVariant.A0
-    const row: Row = { scenario: result.name, metric, labels, ratio: r, ...(a0 !== undefined && b !== undefined ? { ratioA0: ratio(b, a0) } : {}) }
-    if (metric.goal !== undefined && r !== undefined) row.goalMet = metric.goal.op === '>=' ? r.median >= metric.goal.value : r.median <= metric.goal.value
+    const ratioOf = (x: string, y: string): ReturnType<typeof ratio> | undefined =>
+      metric.byVariant[x] !== undefined && metric.byVariant[y] !== undefined ? ratio(metric.byVariant[x], metric.byVariant[y]) : undefined
+    const ratios = Object.fromEntries(comparisons.map(([x, y]) => [`${x}/${y}`, ratioOf(x, y)]))
+    const row: Row = { scenario: result.name, metric, labels, ratios }
+    if (metric.goal !== undefined) {
+      const r = ratioOf(metric.goal.of ?? 'B', metric.goal.to ?? 'A')
+      if (r !== undefined) {
+        row.goalRatio = r
+        row.goalMet = metric.goal.op === '>=' ? r.median >= metric.goal.value : r.median <= metric.goal.value
+      }
+    }
     return row
   })
 }
@@ -207,12 +227,13 @@ function markdown (meta: Record<string, unknown>, results: ScenarioResult[], mic
     lines.push('')
     for (const [label, description] of Object.entries(result.variants)) lines.push(`- ${label}: ${description}`)
     lines.push('')
-    const hasA0 = result.metrics.some((m) => m.byVariant.A0 !== undefined)
-    lines.push(`| metric | A | B | B/A | goal |${hasA0 ? ' A0 | B/A0 |' : ''}`)
-    lines.push(`|---|---:|---:|---:|---|${hasA0 ? '---:|---:|' : ''}`)
+    const variants = variantsOf(result)
+    const comparisons = comparisonsOf(result).map(([x, y]) => `${x}/${y}`)
+    lines.push(`| metric | ${variants.join(' | ')} | ${comparisons.join(' | ')} | goal |`)
+    lines.push(`|---|${variants.map(() => '---:').join('|')}|${comparisons.map(() => '---:').join('|')}|---|`)
     for (const row of rows(result)) {
       const goal = row.metric.goal === undefined ? '' : `${row.metric.goal.text}: ${row.goalMet === true ? 'met' : 'NOT met'}`
-      lines.push(`| ${row.metric.label} (${row.metric.unit}) | ${cell(row.metric.byVariant.A)} | ${cell(row.metric.byVariant.B)} | ${ratioCell(row.ratio)} | ${goal} |${hasA0 ? ` ${cell(row.metric.byVariant.A0)} | ${ratioCell(row.ratioA0)} |` : ''}`)
+      lines.push(`| ${row.metric.label} (${row.metric.unit}) | ${variants.map((v) => cell(row.metric.byVariant[v])).join(' | ')} | ${comparisons.map((c) => ratioCell(row.ratios[c])).join(' | ')} | ${goal} |`)
     }
     lines.push('')
     const verdicts = Object.keys(result.serverCpuShare).map((label) => {
@@ -242,9 +263,10 @@ function goalLines (results: ScenarioResult[]): string[] {
   const lines: string[] = []
   for (const result of results) {
     for (const row of rows(result)) {
-      if (row.metric.goal === undefined || row.ratio === undefined) continue
-      const b = verdict(result, 'B')
-      lines.push(`${result.name} ${row.metric.label}: B/A ${row.ratio.median.toFixed(3)} (pairs ${row.ratio.min.toFixed(2)}–${row.ratio.max.toFixed(2)}), goal ${row.metric.goal.text}: ` +
+      if (row.metric.goal === undefined || row.goalRatio === undefined) continue
+      const of = row.metric.goal.of ?? 'B'
+      const b = verdict(result, of)
+      lines.push(`${result.name} ${row.metric.label}: ${of}/${row.metric.goal.to ?? 'A'} ${row.goalRatio.median.toFixed(3)} (pairs ${row.goalRatio.min.toFixed(2)}–${row.goalRatio.max.toFixed(2)}), goal ${row.metric.goal.text}: ` +
         `${row.goalMet === true ? 'met' : 'NOT met'}${b !== undefined && b.verdict !== 'server-bound' ? ` [B ${b.verdict}]` : ''}`)
     }
   }
@@ -252,12 +274,14 @@ function goalLines (results: ScenarioResult[]): string[] {
 }
 
 function table (results: ScenarioResult[]): string {
-  const out: string[][] = [['scenario', 'metric', 'A', 'B', 'B/A', 'goal']]
+  const out: string[][] = [['scenario', 'metric', 'variant', 'value', 'ratios', 'goal']]
   for (const result of results) {
     for (const row of rows(result)) {
       const goal = row.metric.goal === undefined ? '' : `${row.metric.goal.text} ${row.goalMet === true ? 'met' : 'NOT met'}`
-      out.push([result.name, `${row.metric.label} (${row.metric.unit})`, cell(row.metric.byVariant.A), cell(row.metric.byVariant.B), ratioCell(row.ratio), goal])
-      if (row.metric.byVariant.A0 !== undefined) out.push(['', '  A0 (no recovery), B/A0', cell(row.metric.byVariant.A0), '', ratioCell(row.ratioA0), ''])
+      const ratios = Object.entries(row.ratios).filter(([, r]) => r !== undefined).map(([c, r]) => `${c} ${r!.median.toFixed(2)}`).join(', ')
+      variantsOf(result).filter((v) => row.metric.byVariant[v] !== undefined).forEach((v, i) => {
+        out.push([i === 0 ? result.name : '', i === 0 ? `${row.metric.label} (${row.metric.unit})` : '', v, cell(row.metric.byVariant[v]), i === 0 ? ratios : '', i === 0 ? goal : ''])
+      })
     }
     for (const label of Object.keys(result.serverCpuShare)) {
       const v = verdict(result, label)
@@ -269,6 +293,41 @@ function table (results: ScenarioResult[]): string {
   }
   const widths = out[0].map((_, i) => Math.max(...out.map((r) => r[i].length)))
   return out.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n')
+}
+
+// ---- PostgreSQL and Redis for the B variants ----
+
+/**
+ * PostgreSQL and Redis for the gateway variants that use them: BENCH_DATABASE_URL
+ * and BENCH_REDIS_URL when set, else a private pair from scripts/test-servers.sh
+ * (installed from Debian when missing, as `make test` does). Their processes are
+ * pinned beside the load generators, so the server CPU runs only the server under test.
+ */
+function startStores (log: (msg: string) => void): { stop: () => void } {
+  if (process.env.BENCH_DATABASE_URL !== undefined && process.env.BENCH_REDIS_URL !== undefined) return { stop: () => {} }
+  const dir = mkdtempSync(join(tmpdir(), 'spark-bench-stores-'))
+  const env = { ...process.env, TEST_SERVERS_STATE: join(dir, 'servers.env') }
+  const script = join(ROOT, 'scripts/test-servers.sh')
+  log('starting a private PostgreSQL and Redis (scripts/test-servers.sh)…')
+  execFileSync('bash', [script, 'start'], { env, stdio: ['ignore', 'ignore', 'inherit'] })
+  const state = Object.fromEntries(readFileSync(env.TEST_SERVERS_STATE, 'utf8').split('\n')
+    .map((line) => line.match(/^(?:export )?([A-Z_]+)=['"]?(.*?)['"]?$/)).filter((m) => m !== null).map((m) => [m[1], m[2]]))
+  process.env.BENCH_DATABASE_URL = state.TEST_DATABASE_URL
+  process.env.BENCH_REDIS_URL = state.TEST_REDIS_URL
+  pinStores(state.TEST_SERVERS_DIR)
+  return {
+    stop: () => {
+      try { execFileSync('bash', [script, 'stop'], { env, stdio: ['ignore', 'ignore', 'inherit'] }) } finally { rmSync(dir, { recursive: true, force: true }) }
+    }
+  }
+}
+
+/** Pins the postmaster (its backends, forked later, inherit it) and redis-server to the load CPU. */
+function pinStores (serversDir: string | undefined): void {
+  if (serversDir === undefined) return
+  const pids = [join(serversDir, 'pgdata/postmaster.pid'), join(serversDir, 'redis.pid')]
+    .filter((file) => existsSync(file)).map((file) => readFileSync(file, 'utf8').split('\n')[0].trim())
+  for (const pid of pids) spawnSync('taskset', ['-a', '-p', '-c', LOAD_CPU, pid], { stdio: 'ignore' })
 }
 
 async function main (): Promise<void> {
@@ -293,27 +352,27 @@ async function main (): Promise<void> {
   const wanted = scenarios.filter(([name]) => wants(name))
   const tokens = settings.quick ? IDLE_SOCKETS_QUICK : IDLE_SOCKETS
   const scratch = join(PROFILES, `tmp-${process.pid}`)
-  const all: ServerHandle[] = []
-  const track = async (p: Promise<ServerHandle>): Promise<ServerHandle> => { const s = await p; all.push(s); return s }
+  const pool = serverPool(tokens)
+  const profiled: ServerHandle[] = []
 
   const results: ScenarioResult[] = []
   let profile: ProfileReport | undefined
+  const stores = wanted.length > 0 || wants('profile') ? startStores(log) : undefined
   try {
     log(fromSource ? 'servers run from source (tsx)' : 'compiling the servers (tsc)…')
     buildServers()
     log('starting servers…')
-    const [A, B, A0, profiledB, profiledA] = await Promise.all([
-      wanted.length > 0 ? track(startServer('baseline', { tokens })) : undefined,
-      wanted.length > 0 ? track(startServer('gateway', { tokens })) : undefined,
-      wanted.length > 0 && settings.plainBaseline && wants('relay') ? track(startServer('baseline-plain', { tokens })) : undefined,
-      wants('profile') ? track(startProfiledServer('gateway', 'B', scratch)) : undefined,
-      wants('profile') ? track(startProfiledServer('baseline', 'A', scratch)) : undefined
-    ])
+    // The profiled pair starts with the first scenario's servers and waits idle for the profile step.
+    const profiledPair = wants('profile')
+      ? Promise.all([startProfiledServer('gateway', 'B', scratch), startProfiledServer('baseline', 'A', scratch)])
+        .then((pair) => { profiled.push(...pair); return pair })
+      : undefined
     for (const [name, run] of wanted) {
       log(`${name}…`)
-      results.push(await run(settings, { A: A!, B: B!, ...(A0 !== undefined && name === 'relay' ? { A0 } : {}) }))
+      results.push(await run(settings, pool))
     }
-    if (profiledB !== undefined && profiledA !== undefined) {
+    if (profiledPair !== undefined) {
+      const [profiledB, profiledA] = await profiledPair
       log('profiles of B and A under the relay load…')
       const summarize = (run: ProfileRun): ProfiledServer => ({ run, summary: summarizeProfile(run.file, ROOT, run.window), file: run.file.slice(ROOT.length) })
       const b = await profileRelay(settings, profiledB, scratch, join(PROFILES, 'relay-gateway.cpuprofile'), settings.profileSeconds)
@@ -321,8 +380,10 @@ async function main (): Promise<void> {
       profile = { B: summarize(b), A: summarize(a) }
     }
   } finally {
-    for (const server of all) await server.stop().catch(() => {})
+    await pool.stopAll()
+    for (const server of profiled) await server.stop().catch(() => {})
     rmSync(scratch, { recursive: true, force: true })
+    stores?.stop()
   }
 
   const micro: Array<{ file: string, ok: boolean, output: string }> = []
@@ -341,7 +402,7 @@ async function main (): Promise<void> {
   })
   const json = {
     meta: { ...meta, elapsedSeconds },
-    scenarios: results.map((r) => ({ ...r, rows: rows(r).map((row) => ({ metric: row.metric.key, ratio: row.ratio, ratioA0: row.ratioA0, goal: row.metric.goal, goalMet: row.goalMet })), verdicts: Object.fromEntries(Object.keys(r.serverCpuShare).map((l) => [l, verdict(r, l)])) })),
+    scenarios: results.map((r) => ({ ...r, rows: rows(r).map((row) => ({ metric: row.metric.key, ratios: row.ratios, goal: row.metric.goal, goalRatio: row.goalRatio, goalMet: row.goalMet })), verdicts: Object.fromEntries(Object.keys(r.serverCpuShare).map((l) => [l, verdict(r, l)])) })),
     profile: profile === undefined ? undefined : { B: profileJson(profile.B), ...(profile.A !== undefined ? { A: profileJson(profile.A) } : {}) },
     micro
   }

@@ -89,7 +89,45 @@ export interface ServerHandle {
 export const SERVER_LABELS: Record<ServerKind, string> = {
   baseline: 'A',
   'baseline-plain': 'A0',
-  gateway: 'B'
+  'baseline-redis': 'Ar',
+  gateway: 'B',
+  'gateway-embedded': 'Be',
+  'gateway-redis': 'Br',
+  classic: 'C',
+  'classic-keyobject': 'Ck'
+}
+
+const KIND_OF_LABEL = new Map(Object.entries(SERVER_LABELS).map(([kind, label]) => [label, kind as ServerKind]))
+
+/** The server process behind a variant label (A, B, C, …). */
+export function kindOf (label: string): ServerKind {
+  const kind = KIND_OF_LABEL.get(label)
+  if (kind === undefined) throw new Error(`no server variant ${label}`)
+  return kind
+}
+
+/**
+ * The run's servers, started on first use (each minting `tokens` tokens) and
+ * kept until `stopAll`. A variant that fails to start fails every scenario
+ * that asks for it, not the run.
+ */
+export function serverPool (tokens: number): { get: (label: string, config?: Record<string, string>) => Promise<ServerHandle>, stopAll: () => Promise<void> } {
+  const started = new Map<string, Promise<ServerHandle>>()
+  return {
+    get: async (label, config) => {
+      const id = config === undefined ? label : `${label} ${JSON.stringify(config)}`
+      let server = started.get(id)
+      if (server === undefined) {
+        server = startServer(kindOf(label), { tokens, label, ...(config !== undefined ? { config } : {}) })
+        started.set(id, server)
+      }
+      return await server
+    },
+    stopAll: async () => {
+      for (const server of started.values()) await server.then(async (s) => { await s.stop() }, () => {}).catch(() => {})
+      started.clear()
+    }
+  }
 }
 
 /**
@@ -97,21 +135,28 @@ export const SERVER_LABELS: Record<ServerKind, string> = {
  * --cpu-prof). Tried twice: on a busy machine the gateway's embedded database
  * can miss Fastify's plugin timeout once.
  */
-export async function startServer (kind: ServerKind, options: { nodeArgs?: string[], tokens?: number, label?: string } = {}): Promise<ServerHandle> {
+export async function startServer (kind: ServerKind, options: { nodeArgs?: string[], tokens?: number, label?: string, config?: Record<string, string> } = {}): Promise<ServerHandle> {
   let server: ServerHandle
+  const once = async (): Promise<ServerHandle> => await startServerOnce(kind, options.nodeArgs ?? [], options.label, options.config)
   try {
-    server = await startServerOnce(kind, options.nodeArgs ?? [], options.label)
+    server = await once()
   } catch (err) {
     process.stderr.write(`[bench] ${String(err)}; starting it again\n`)
-    server = await startServerOnce(kind, options.nodeArgs ?? [], options.label)
+    server = await once()
   }
   server.tokens = await server.call<Array<string | null>>('mint', { subs: Array.from({ length: options.tokens ?? 0 }, (_, i) => `user-${i}`) })
   return server
 }
 
-async function startServerOnce (kind: ServerKind, nodeArgs: string[], label: string | undefined): Promise<ServerHandle> {
-  const script = fromSource ? fileURLToPath(new URL('./server.ts', import.meta.url)) : `${BUILD_DIR}bench/lib/server.js`
-  const child = spawnTs(script, [kind], { nodeArgs: ['--expose-gc', ...nodeArgs] })
+/** The classic reference stack is its own server file; every other kind is bench/lib/server.ts. */
+function serverScript (kind: ServerKind): string {
+  const file = kind === 'classic' || kind === 'classic-keyobject' ? 'reference/server' : 'lib/server'
+  return fromSource ? `${BENCH_DIR}${file}.ts` : `${BUILD_DIR}bench/${file}.js`
+}
+
+async function startServerOnce (kind: ServerKind, nodeArgs: string[], label: string | undefined, config: Record<string, string> | undefined): Promise<ServerHandle> {
+  const script = serverScript(kind)
+  const child = spawnTs(script, [kind, ...(config !== undefined ? [JSON.stringify(config)] : [])], { nodeArgs: ['--expose-gc', ...nodeArgs] })
   const { port } = await ready<{ port: number }>(child, `server ${kind}`)
   pin(child, SERVER_CPU)
   return {

@@ -5,18 +5,14 @@ import type { LoadHandle, ServerHandle } from './processes.js'
 import { serve, type Handlers } from './rpc.js'
 import { summarize, waitFor, type Summary } from './stats.js'
 
-/** The servers under test, by label: A (baseline), B (gateway), optionally A0 (Socket.IO defaults). Shared by every scenario. */
-export interface ServerSet { A: ServerHandle, B: ServerHandle, A0?: ServerHandle }
-
-/** Labels in the order variants are listed (A0 first when present). */
-export function labelsOf (servers: ServerSet): string[] {
-  return servers.A0 !== undefined ? ['A0', 'A', 'B'] : ['A', 'B']
-}
-
-export function serverOf (servers: ServerSet, label: string): ServerHandle {
-  const server = (servers as unknown as Record<string, ServerHandle | undefined>)[label]
-  if (server === undefined) throw new Error(`no server ${label}`)
-  return server
+/**
+ * The servers under test, by variant label (see VARIANT_DESCRIPTIONS): each
+ * starts on a scenario's first `get` and serves every later scenario, so a
+ * run starts only the variants its scenarios use.
+ */
+export interface ServerSet {
+  /** `config` overlays the server's configuration (e.g. a low RATE_LIMIT_TOKEN); each distinct overlay is its own process. */
+  get: (label: string, config?: Record<string, string>) => Promise<ServerHandle>
 }
 
 /** Waits until a server has no socket left and has written what it deferred, so the next scenario starts clean. */
@@ -47,8 +43,8 @@ export interface Metric {
   /** Which direction is better; ratios are always B/A. */
   better: 'higher' | 'lower'
   byVariant: Record<string, Summary>
-  /** The goal on B/A, when the brief sets one. */
-  goal?: { op: '>=' | '<=', value: number, text: string }
+  /** The goal on a ratio (B/A unless `of`/`to` say otherwise), when the brief sets one. */
+  goal?: { op: '>=' | '<=', value: number, text: string, of?: string, to?: string }
 }
 
 export interface ScenarioResult {
@@ -58,6 +54,8 @@ export interface ScenarioResult {
   /** Variant label (A, B, A0) → what it is. */
   variants: Record<string, string>
   metrics: Metric[]
+  /** Ratio columns beside B/A (and B/A0 when A0 ran), as [numerator, denominator] labels, e.g. ['B', 'Ck']. */
+  comparisons?: Array<[string, string]>
   /** Server CPU use over each measured window, as a share of one core, per variant. */
   serverCpuShare: Record<string, number[]>
   /** Share of each window the server's event loop was runnable but waiting for its CPU (other processes on it). */
@@ -110,8 +108,16 @@ export function serveLoadGenerator (handlers: Handlers): void {
 export const VARIANT_DESCRIPTIONS: Record<string, string> = {
   A: 'bare Fastify + fastify-socket.io, the gateway\'s Socket.IO options (connection-state recovery on), /chat relay, no auth',
   A0: 'as A with Socket.IO defaults (no connection-state recovery); informational',
-  B: 'the gateway: build(parseConfig(memory://, limits raised)), token auth, policy, packet gate'
+  Ar: 'as A with @socket.io/redis-adapter on Redis',
+  B: 'the gateway as one instance runs in production: build(parseConfig(DATABASE_URL, in-process limits, limits raised)), token auth, policy, packet gate, audit rows to PostgreSQL',
+  Be: 'the gateway on its embedded defaults (DATA_DIR=memory://: PGlite inside the gateway process); informational',
+  Br: 'the gateway with REDIS_URL (Redis adapter, shared limits and revocation) and DATABASE_URL, as each of several instances runs',
+  C: 'the classic stack (bench/reference/): Express 5 + jsonwebtoken 9 (string secret) + express-rate-limit + socket.io',
+  Ck: 'the classic stack as C, with a KeyObject secret (crypto.createSecretKey)'
 }
+
+/** Variant labels a run can ask for, mapped to the server process that serves them. */
+export const VARIANT_LABELS = Object.keys(VARIANT_DESCRIPTIONS)
 
 /** Per-trial figures of each variant: `series[label][metric]` holds one number a trial. */
 export type Series = Record<string, Record<string, number[]>>

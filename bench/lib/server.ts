@@ -1,21 +1,22 @@
 // A server under test, run as its own (pinned) process by bench/lib/processes.ts:
-//   baseline        bare Fastify + fastify-socket.io with the gateway's Socket.IO
-//                   options, /chat relaying { room, data } as the gateway does, no auth
-//   baseline-plain  the same with Socket.IO's defaults (no connection-state recovery)
-//   gateway         build(parseConfig(...)) with a policy, a key and minted tokens
-// It answers the orchestrator over IPC (never through the gateway's own API):
-// CPU and event-loop use over a window, memory after a forced gc, token minting.
+//   baseline          bare Fastify + fastify-socket.io with the gateway's Socket.IO
+//                     options, /chat relaying { room, data } as the gateway does, no auth
+//   baseline-plain    the same with Socket.IO's defaults (no connection-state recovery)
+//   baseline-redis    baseline with @socket.io/redis-adapter (BENCH_REDIS_URL)
+//   gateway           build(parseConfig(...)) on PostgreSQL (BENCH_DATABASE_URL) with
+//                     in-process limits, a policy, a key and minted tokens
+//   gateway-embedded  the same on the embedded defaults (DATA_DIR=memory://)
+//   gateway-redis     the same with REDIS_URL (BENCH_REDIS_URL) as well
+// argv[3] is an optional JSON overlay of configuration (e.g. a low RATE_LIMIT_TOKEN).
+// It answers the orchestrator over IPC (bench/lib/controls.ts), never through
+// the gateway's own API.
 import { randomUUID } from 'node:crypto'
-import { performance } from 'node:perf_hooks'
-import { writeHeapSnapshot } from 'node:v8'
-import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifySocketIO from 'fastify-socket.io'
 import type { Server as SocketIOServer } from 'socket.io'
-import { serve } from './rpc.js'
-import { runQueueWaitUs } from './sched.js'
+import { configOverlay, serveControls } from './controls.js'
 
-export type ServerKind = 'baseline' | 'baseline-plain' | 'gateway'
+export type ServerKind = 'baseline' | 'baseline-plain' | 'baseline-redis' | 'gateway' | 'gateway-embedded' | 'gateway-redis' | 'classic' | 'classic-keyobject'
 
 export const ADMIN_KEY = 'bench-admin-key-0123456789abcdefghijklmnopqrstuvwxyz'
 const SOCKET_MAX_PAYLOAD = 65_536
@@ -35,11 +36,22 @@ const GATEWAY_IO_OPTIONS = {
 
 type Ack = ((response: unknown) => void) | undefined
 
-async function startBaseline (recovery: boolean): Promise<FastifyInstance> {
+/** @socket.io/redis-adapter on two ioredis connections, closed with the app (as src/plugins/io.ts does). */
+async function redisAdapter (app: FastifyInstance): Promise<{ adapter: unknown }> {
+  const { Redis } = await import('ioredis')
+  const { createAdapter } = await import('@socket.io/redis-adapter')
+  const pub = new Redis(required('BENCH_REDIS_URL'))
+  const sub = pub.duplicate()
+  app.addHook('onClose', async () => { await Promise.all([pub.quit(), sub.quit()]) })
+  return { adapter: createAdapter(pub, sub) }
+}
+
+async function startBaseline (kind: ServerKind): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   const { connectionStateRecovery, ...plain } = GATEWAY_IO_OPTIONS
+  const adapter = kind === 'baseline-redis' ? await redisAdapter(app) : {}
   // Registered as src/plugins/io.ts registers it (a CommonJS module whose plugin is `default`).
-  await app.register(fastifySocketIO.default, recovery ? { ...plain, connectionStateRecovery } : plain)
+  await app.register(fastifySocketIO.default, { ...(kind === 'baseline-plain' ? plain : { ...plain, connectionStateRecovery }), ...adapter })
   await app.ready()
   const io = (app as unknown as { io: SocketIOServer }).io
   // The gateway's relay semantics without its checks: join a room, relay { room, data } to it (sender excluded), ack { ok, id }.
@@ -65,17 +77,33 @@ async function startBaseline (recovery: boolean): Promise<FastifyInstance> {
 
 interface GatewayState { app: FastifyInstance, apiKey: string }
 
-async function startGateway (): Promise<GatewayState> {
+export const JWT_SECRET = 'bench-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz'
+
+function required (name: string): string {
+  const value = process.env[name]
+  if (value === undefined || value === '') throw new Error(`${name} is not set (bench/run.ts starts private servers and sets it)`)
+  return value
+}
+
+/** Where each gateway kind keeps its data: PostgreSQL (and Redis), or the embedded defaults. */
+function storage (kind: ServerKind): Record<string, string> {
+  if (kind === 'gateway-embedded') return { DATA_DIR: 'memory://' }
+  const db = { DATABASE_URL: required('BENCH_DATABASE_URL') }
+  return kind === 'gateway-redis' ? { ...db, REDIS_URL: required('BENCH_REDIS_URL'), JWT_SECRET } : db
+}
+
+async function startGateway (kind: ServerKind): Promise<GatewayState> {
   const { build } = await import('../../src/app.js')
   const { parseConfig } = await import('../../src/config.js')
   const app = build(parseConfig({
-    DATA_DIR: 'memory://',
+    ...storage(kind),
     LOG_LEVEL: 'warn',
     ADMIN_API_KEY: ADMIN_KEY,
     RATE_LIMIT_SOCKET: '1000000/second',
     RATE_LIMIT_CONNECT: '1000000/minute',
     RATE_LIMIT_TOKEN: '1000000/minute',
-    ANOMALY_MAX_FAILURES: '1000000/minute'
+    ANOMALY_MAX_FAILURES: '1000000/minute',
+    ...configOverlay()
   }))
   await app.ready()
   const headers = { 'x-api-key': ADMIN_KEY }
@@ -83,7 +111,7 @@ async function startGateway (): Promise<GatewayState> {
     method: 'POST',
     url: '/v1/policies',
     headers,
-    payload: { name: 'bench-chat', rules: [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'] }] }
+    payload: { name: `bench-chat-${randomUUID()}`, rules: [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'] }] }
   })
   if (policy.statusCode !== 201) throw new Error(`policy creation failed: ${policy.statusCode} ${policy.body}`)
   const key = await app.inject({
@@ -109,75 +137,33 @@ async function mintTokens (gateway: GatewayState, subs: string[]): Promise<strin
   return tokens
 }
 
-function forceGc (): void {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error('start the server with --expose-gc')
-  // Twice: the first pass can leave objects that only die once their finalizers ran.
-  gc()
-  gc()
-}
-
 async function main (): Promise<void> {
   const kind = process.argv[2] as ServerKind
   let gateway: GatewayState | undefined
   let app: FastifyInstance
-  if (kind === 'gateway') {
-    gateway = await startGateway()
+  if (kind === 'gateway' || kind === 'gateway-embedded' || kind === 'gateway-redis') {
+    gateway = await startGateway(kind)
     app = gateway.app
-  } else if (kind === 'baseline' || kind === 'baseline-plain') {
-    app = await startBaseline(kind === 'baseline')
+  } else if (kind === 'baseline' || kind === 'baseline-plain' || kind === 'baseline-redis') {
+    app = await startBaseline(kind)
   } else {
     throw new Error(`unknown server kind ${String(kind)}`)
   }
   await app.listen({ host: '127.0.0.1', port: 0 })
-  const io = (app as unknown as { io: SocketIOServer }).io
-  const chat = io.of('/chat')
-
-  let window: { cpu: NodeJS.CpuUsage, at: bigint, elu: ReturnType<typeof performance.eventLoopUtilization>, waitUs: number } | undefined
-
-  serve({
-    /** Starts a measured window. `atUs` is CLOCK_MONOTONIC, the clock of --cpu-prof samples. */
-    'window:start': () => {
-      window = { cpu: process.cpuUsage(), at: process.hrtime.bigint(), elu: performance.eventLoopUtilization(), waitUs: runQueueWaitUs() }
-      return { atUs: Number(window.at / 1000n) }
-    },
-    'window:stop': () => {
-      if (window === undefined) throw new Error('window:stop without window:start')
-      const cpu = process.cpuUsage(window.cpu)
-      const now = process.hrtime.bigint()
-      const elu = performance.eventLoopUtilization(window.elu)
-      const result = {
-        cpuUs: cpu.user + cpu.system,
-        userUs: cpu.user,
-        systemUs: cpu.system,
-        elapsedUs: Number(now - window.at) / 1000,
-        eventLoopUtilization: elu.utilization,
-        runQueueWaitUs: runQueueWaitUs() - window.waitUs,
-        startUs: Number(window.at / 1000n),
-        stopUs: Number(now / 1000n),
-        rss: process.memoryUsage.rss()
-      }
-      window = undefined
-      return result
-    },
-    gc: () => { forceGc(); return process.memoryUsage() },
-    memory: () => process.memoryUsage(),
-    /** A heap snapshot, for looking into what a connection holds (diagnostics; not used by the scenarios). */
-    heapSnapshot: (args: { file: string }) => { forceGc(); return writeHeapSnapshot(args.file) },
-    /** Sockets connected to /chat. */
-    sockets: () => chat.sockets.size,
-    /** Engine.IO connections still open (a closed namespace socket's transport can linger a little). */
-    connections: () => io.engine.clientsCount,
-    /** Work the gateway defers past a handshake (audit rows), done now so it falls inside the window. */
-    settle: async () => { if (gateway !== undefined) await gateway.app.audit.flush() },
-    mint: async (args: { subs: string[] }) => gateway === undefined ? args.subs.map(() => null) : await mintTokens(gateway, args.subs),
-    close: async () => {
-      await app.close()
-      // Exiting (rather than waiting for handles) lets --cpu-prof write its profile now.
-      setImmediate(() => process.exit(0))
-    }
+  const withGateway = gateway
+  serveControls({
+    kind,
+    http: app.server,
+    io: (app as unknown as { io: SocketIOServer }).io,
+    close: async () => { await app.close() },
+    ...(withGateway === undefined
+      ? {}
+      : {
+          settle: async () => { await withGateway.app.audit.flush() },
+          mint: async (subs) => await mintTokens(withGateway, subs),
+          extra: { apiKey: () => withGateway.apiKey }
+        })
   })
-  process.send?.({ ready: true, port: (app.server.address() as AddressInfo).port, pid: process.pid, kind })
 }
 
 main().catch((err: unknown) => {

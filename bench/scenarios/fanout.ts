@@ -96,7 +96,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
   const rigs = new Map<string, { server: ServerHandle, load: LoadHandle }>()
   try {
     await Promise.all(labels.map(async (label) => {
-      const server = label === 'A' ? servers.A : servers.B
+      const server = await servers.get(label)
       const load = await startLoad(FILE)
       rigs.set(label, { server, load })
       await load.call('connect', { url: server.url, tokens: server.tokens.slice(0, MEMBERS + 1) })

@@ -57,7 +57,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
   }
   try {
     for (const label of labels) {
-      const server = label === 'A' ? servers.A : servers.B
+      const server = await servers.get(label)
       const load = await startLoad(FILE)
       rigs.set(label, { server, load })
       await load.call('tokens', { tokens: server.tokens.slice(0, total) })

@@ -37,7 +37,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
   const rigs = new Map<string, { server: ServerHandle, load: LoadHandle, tokens: Array<string | null> }>()
   try {
     for (const label of labels) {
-      const server = label === 'A' ? servers.A : servers.B
+      const server = await servers.get(label)
       rigs.set(label, { server, load: await startLoad(FILE), tokens: server.tokens.slice(0, count) })
     }
     /** Connects every socket, reads memory after a gc, closes them; `before` is read after a gc too. */

@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startLoad, startServer, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, labelsOf, quiesce, serveLoadGenerator, serverOf, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series } from '../lib/scenario.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { decodeEvent, openMany, WireSocket } from '../lib/wire.js'
@@ -137,10 +137,10 @@ export async function loadWindow (rig: RelayRig, seconds: number, rampMs = 500):
 }
 
 export async function run (settings: BenchSettings, servers: ServerSet): Promise<ScenarioResult> {
-  const labels = labelsOf(servers)
+  const labels = settings.plainBaseline ? ['A0', 'A', 'B'] : ['A', 'B']
   const rigs = new Map<string, RelayRig>()
   try {
-    await Promise.all(labels.map(async (label) => { rigs.set(label, await startRelayRig(serverOf(servers, label))) }))
+    await Promise.all(labels.map(async (label) => { rigs.set(label, await startRelayRig(await servers.get(label))) }))
     for (const label of labels) await loadWindow(rigs.get(label)!, settings.warmupSeconds, 0)
 
     const series: Series = {}
