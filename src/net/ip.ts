@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net'
 import ipaddr from 'ipaddr.js'
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number]
@@ -17,6 +18,8 @@ export function parseIp (ip: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
  * addresses inside it does not escape a limit).
  */
 export function clientBucket (ip: string): string {
+  // Most clients arrive as plain dotted IPv4, which is its own bucket: no parse (it was a tenth of a handshake's own work).
+  if (isIPv4(ip)) return ip
   const addr = parseIp(ip)
   if (addr === undefined) return ip
   if (addr.kind() === 'ipv4') return addr.toString()

@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import cors from 'cors'
 import fp from 'fastify-plugin'
 import fastifySocketIO from 'fastify-socket.io'
 import { createAdapter } from '@socket.io/redis-adapter'
@@ -65,11 +67,6 @@ export default fp(async (app) => {
     // SOCKET_MAX_PAYLOAD is enforced per packet by the packet gate, which answers PAYLOAD_TOO_LARGE and keeps the
     // connection; this is only the transport's hard ceiling (a polling body carries several packets), past which it closes.
     maxHttpBufferSize: Math.max(4 * config.socketMaxPayload, TRANSPORT_MAX_BUFFER),
-    // The Origin check itself is in the connection middleware, where the client can be told ORIGIN_NOT_ALLOWED.
-    // Polling responses are readable from any origin (never with credentials, except for CORS_ORIGINS), so
-    // that a browser on a foreign page is told ORIGIN_NOT_ALLOWED by the gate instead of a bare transport error.
-    // Nothing is exposed by it: authentication is a token in the handshake, never an ambient cookie.
-    cors: (req, callback) => { callback(null, { origin: true, credentials: allowedOrigins.has(req.headers.origin ?? '') }) },
     connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
     // On close, every socket hears `shutdown` before it is disconnected (SPEC §7).
     // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- the plugin's own type for this callback
@@ -82,6 +79,18 @@ export default fp(async (app) => {
       done()
     },
     ...(adapter !== undefined ? { adapter } : {})
+  })
+
+  // The Origin check itself is in the connection middleware, where the client can be told ORIGIN_NOT_ALLOWED.
+  // Polling responses are readable from any origin (never with credentials, except for CORS_ORIGINS), so
+  // that a browser on a foreign page is told ORIGIN_NOT_ALLOWED by the gate instead of a bare transport error.
+  // Nothing is exposed by it: authentication is a token in the handshake, never an ambient cookie.
+  // This is engine.io's own `cors` option, applied to polling requests only: CORS has no say over a
+  // websocket upgrade, and running it there cost every handshake a few percent.
+  const corsHeaders = cors((req, callback) => { callback(null, { origin: true, credentials: allowedOrigins.has(req.headers.origin ?? '') }) })
+  app.io.engine.use((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+    if (req.headers.upgrade !== undefined) next()
+    else corsHeaders(req, res, next)
   })
 
   app.decorate('disconnectKey', async (keyId: string) => {
