@@ -1,6 +1,7 @@
 // A server under test, run as its own (pinned) process by bench/lib/processes.ts:
 //   baseline          bare Fastify + fastify-socket.io with the gateway's Socket.IO
-//                     options, /chat relaying { room, data } as the gateway does, no auth
+//                     options, /chat relaying { room, data } as the gateway does, no auth;
+//                     POST /auth/token signs the gateway's claims with fast-jwt (the token scenario's floor)
 //   baseline-plain    the same with Socket.IO's defaults (no connection-state recovery)
 //   baseline-redis    baseline with @socket.io/redis-adapter (BENCH_REDIS_URL)
 //   gateway           build(parseConfig(...)) on PostgreSQL (BENCH_DATABASE_URL) with
@@ -13,6 +14,7 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifySocketIO from 'fastify-socket.io'
+import { createSigner } from 'fast-jwt'
 import type { Server as SocketIOServer } from 'socket.io'
 import { configOverlay, serveControls } from './controls.js'
 
@@ -52,6 +54,14 @@ async function startBaseline (kind: ServerKind): Promise<FastifyInstance> {
   const adapter = kind === 'baseline-redis' ? await redisAdapter(app) : {}
   // Registered as src/plugins/io.ts registers it (a CommonJS module whose plugin is `default`).
   await app.register(fastifySocketIO.default, { ...(kind === 'baseline-plain' ? plain : { ...plain, connectionStateRecovery }), ...adapter })
+  // The token scenario's floor: a route that signs the gateway's claims with fast-jwt and does nothing else (no key, no limit, no audit).
+  const signToken = createSigner({ key: JWT_SECRET, algorithm: 'HS256', iss: 'spark-gateway', aud: 'spark-gateway' })
+  const kid = randomUUID()
+  app.post('/auth/token', async () => {
+    const iat = Math.floor(Date.now() / 1000)
+    const accessToken = signToken({ sub: kid, kid, jti: randomUUID(), scope: 'token:delegate', iat, exp: iat + TOKEN_TTL_SECONDS })
+    return { accessToken, tokenType: 'Bearer', expiresIn: TOKEN_TTL_SECONDS, expiresAt: new Date((iat + TOKEN_TTL_SECONDS) * 1000).toISOString() }
+  })
   await app.ready()
   const io = (app as unknown as { io: SocketIOServer }).io
   // The gateway's relay semantics without its checks: join a room, relay { room, data } to it (sender excluded), ack { ok, id }.
@@ -75,9 +85,10 @@ async function startBaseline (kind: ServerKind): Promise<FastifyInstance> {
   return app
 }
 
-interface GatewayState { app: FastifyInstance, apiKey: string }
+interface GatewayState { app: FastifyInstance, apiKey: string, policyId: string }
 
 export const JWT_SECRET = 'bench-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz'
+const TOKEN_TTL_SECONDS = 900
 
 function required (name: string): string {
   const value = process.env[name]
@@ -114,27 +125,32 @@ async function startGateway (kind: ServerKind): Promise<GatewayState> {
     payload: { name: `bench-chat-${randomUUID()}`, rules: [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'] }] }
   })
   if (policy.statusCode !== 201) throw new Error(`policy creation failed: ${policy.statusCode} ${policy.body}`)
-  const key = await app.inject({
-    method: 'POST',
-    url: '/v1/keys',
-    headers,
-    payload: { name: 'bench', policyId: policy.json<{ id: string }>().id, scopes: ['token:delegate'] }
-  })
-  if (key.statusCode !== 201) throw new Error(`key creation failed: ${key.statusCode} ${key.body}`)
-  return { app, apiKey: key.json<{ apiKey: string }>().apiKey }
+  const policyId = policy.json<{ id: string }>().id
+  const [apiKey] = await createKeys(app, policyId, 1)
+  return { app, apiKey, policyId }
 }
 
-async function mintTokens (gateway: GatewayState, subs: string[]): Promise<string[]> {
-  const tokens: string[] = new Array(subs.length)
-  const BATCH = 50
-  for (let i = 0; i < subs.length; i += BATCH) {
-    await Promise.all(subs.slice(i, i + BATCH).map(async (sub, j) => {
-      const res = await gateway.app.inject({ method: 'POST', url: '/auth/token', headers: { 'x-api-key': gateway.apiKey }, payload: { sub } })
-      if (res.statusCode !== 200) throw new Error(`token failed: ${res.statusCode} ${res.body}`)
-      tokens[i + j] = res.json<{ accessToken: string }>().accessToken
-    }))
+/** Keys as the bench key, made through the admin API. KeyStore.create does not cache what it inserts, so each one's first authentication reads PostgreSQL (the token scenario's cold keys). */
+async function createKeys (app: FastifyInstance, policyId: string, count: number): Promise<string[]> {
+  const keys: string[] = []
+  const BATCH = 20
+  for (let i = 0; i < count; i += BATCH) {
+    keys.push(...await Promise.all(Array.from({ length: Math.min(BATCH, count - i) }, async () => {
+      const res = await app.inject({ method: 'POST', url: '/v1/keys', headers: { 'x-api-key': ADMIN_KEY }, payload: { name: 'bench', policyId, scopes: ['token:delegate'] } })
+      if (res.statusCode !== 201) throw new Error(`key creation failed: ${res.statusCode} ${res.body}`)
+      return res.json<{ apiKey: string }>().apiKey
+    })))
   }
-  return tokens
+  return keys
+}
+
+/**
+ * Tokens for end users from the decorators POST /auth/token runs (authenticateKey, issueToken), not
+ * the route: a gateway started with a low RATE_LIMIT_TOKEN (the token scenario's 429 case) must still mint.
+ */
+async function mintTokens (gateway: GatewayState, subs: string[]): Promise<string[]> {
+  const principal = await gateway.app.authenticateKey(gateway.apiKey, '127.0.0.1')
+  return await Promise.all(subs.map(async (sub) => (await gateway.app.issueToken(principal, { sub })).accessToken))
 }
 
 async function main (): Promise<void> {
@@ -161,7 +177,10 @@ async function main (): Promise<void> {
       : {
           settle: async () => { await withGateway.app.audit.flush() },
           mint: async (subs) => await mintTokens(withGateway, subs),
-          extra: { apiKey: () => withGateway.apiKey }
+          extra: {
+            apiKey: () => withGateway.apiKey,
+            coldKeys: async (args: { count: number }) => await createKeys(withGateway.app, withGateway.policyId, args.count)
+          }
         })
   })
 }
