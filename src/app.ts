@@ -47,6 +47,10 @@ export const REDACTED_PATHS = [
 export function build (config: Config, options: BuildOptions = {}): FastifyInstance {
   const app = Fastify({
     logger: { level: config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, ...(options.logStream !== undefined ? { stream: options.logStream } : {}) },
+    // No access line per request: every authentication attempt already writes its own line (SPEC §7),
+    // errors are logged by the error handler, and durations are in /metrics. Two more lines per
+    // token request cost more than issuing the token's signature.
+    disableRequestLogging: true,
     trustProxy: fastifyTrustProxy(config.trustProxy),
     bodyLimit: config.bodyLimit,
     ...(config.tls !== undefined ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}) as { https?: null },
