@@ -8,7 +8,7 @@
 // pair starts with them and waits idle for the profile step.
 //
 //   BENCH_QUICK=1           shorter run (2 s windows, fewer sockets, no A0)
-//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, profile, micro)
+//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, open-loop, churn, token, profile, micro)
 //   BENCH_TRIALS=n          measured trials per variant (default 3)
 //   BENCH_SECONDS=s         measured relay window (default 5; fan-out uses 3)
 //   BENCH_PLAIN_BASELINE=1  add the informational A0 variant (Socket.IO defaults) to relay (default on, off with QUICK)
@@ -21,9 +21,12 @@ import { summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js'
 import { buildServers, fromSource, pinning, SERVER_CPU, serverPool, LOAD_CPU, type ServerHandle } from './lib/processes.js'
 import { VARIANT_LABELS, type BenchSettings, type Metric, type ScenarioResult, type ServerSet } from './lib/scenario.js'
 import { fmt, median, ratio } from './lib/stats.js'
+import { run as runChurn } from './scenarios/churn.js'
 import { run as runFanout } from './scenarios/fanout.js'
 import { run as runHandshakes } from './scenarios/handshakes.js'
+import { run as runToken } from './scenarios/token.js'
 import { IDLE_SOCKETS, IDLE_SOCKETS_QUICK, run as runIdleMemory } from './scenarios/idle-memory.js'
+import { run as runOpenLoop } from './scenarios/open-loop.js'
 import { profileRelay, run as runRelay, startProfiledServer, type ProfileRun } from './scenarios/relay.js'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
@@ -267,7 +270,7 @@ function goalLines (results: ScenarioResult[]): string[] {
       const of = row.metric.goal.of ?? 'B'
       const b = verdict(result, of)
       lines.push(`${result.name} ${row.metric.label}: ${of}/${row.metric.goal.to ?? 'A'} ${row.goalRatio.median.toFixed(3)} (pairs ${row.goalRatio.min.toFixed(2)}–${row.goalRatio.max.toFixed(2)}), goal ${row.metric.goal.text}: ` +
-        `${row.goalMet === true ? 'met' : 'NOT met'}${b !== undefined && b.verdict !== 'server-bound' ? ` [B ${b.verdict}]` : ''}`)
+        `${row.goalMet === true ? 'met' : 'NOT met'}${b !== undefined && b.verdict !== 'server-bound' ? ` [${of} ${b.verdict}]` : ''}`)
     }
   }
   return lines
@@ -347,7 +350,8 @@ async function main (): Promise<void> {
   const log = (msg: string): void => { process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(0)}s] ${msg}\n`) }
 
   const scenarios: Array<[string, (s: BenchSettings, servers: ServerSet) => Promise<ScenarioResult>]> = [
-    ['idle-memory', runIdleMemory], ['handshakes', runHandshakes], ['relay', runRelay], ['fanout', runFanout]
+    ['idle-memory', runIdleMemory], ['handshakes', runHandshakes], ['relay', runRelay], ['fanout', runFanout],
+    ['open-loop', runOpenLoop], ['churn', runChurn], ['token', runToken]
   ]
   const wanted = scenarios.filter(([name]) => wants(name))
   const tokens = settings.quick ? IDLE_SOCKETS_QUICK : IDLE_SOCKETS
@@ -388,7 +392,7 @@ async function main (): Promise<void> {
 
   const micro: Array<{ file: string, ok: boolean, output: string }> = []
   if (wants('micro')) {
-    for (const file of ['policy.ts', 'token.ts']) {
+    for (const file of ['policy.ts']) {
       log(`micro-benchmark bench/${file}…`)
       const m = runMicro(file)
       if (m !== undefined) micro.push(m)
