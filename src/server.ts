@@ -39,6 +39,8 @@ try {
   await app.listen({ host: config.host, port: config.port })
 } catch (err) {
   app.log.fatal({ err }, 'could not start')
+  // Closing writes the buffered log lines (this one included) before the exit.
+  await app.close().catch(() => {})
   process.exit(1)
 }
 
