@@ -1,7 +1,7 @@
 // Spawns the benchmark's processes: servers pinned to CPU 0, load generators
 // to CPU 1 (when taskset exists), each with an IPC channel for bench/lib/rpc.ts.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { cpSync, rmSync } from 'node:fs'
+import { closeSync, cpSync, mkdirSync, openSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { call } from './rpc.js'
@@ -18,6 +18,8 @@ process.on('exit', () => { for (const child of live) child.kill('SIGKILL') })
 
 const BENCH_DIR = fileURLToPath(new URL('../', import.meta.url))
 const BUILD_DIR = fileURLToPath(new URL('../../node_modules/.cache/spark-bench-build/', import.meta.url))
+/** Each server's stdout (the gateway's pino lines), one file per variant, rewritten every run. */
+export const LOG_DIR = fileURLToPath(new URL('../../node_modules/.cache/spark-bench-logs/', import.meta.url))
 
 /**
  * How the servers under test run: compiled to JavaScript like `npm start`
@@ -45,10 +47,10 @@ export function buildServers (): void {
  * PGlite's WebAssembly, slow on one shared core) and is pinned, every thread
  * of it, by `pin` once it is ready.
  */
-export function spawnTs (file: string, args: string[], options: { nodeArgs?: string[], ipc?: boolean } = {}): ChildProcess {
+export function spawnTs (file: string, args: string[], options: { nodeArgs?: string[], ipc?: boolean, stdout?: number } = {}): ChildProcess {
   const argv = [...(options.nodeArgs ?? []), ...(file.endsWith('.ts') ? ['--import', 'tsx'] : []), file, ...args]
-  // Children's stdout goes to our stderr: stdout is kept for the report table.
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', process.stderr, 'inherit', ...(options.ipc === false ? [] : ['ipc' as const])] })
+  // Children's stdout goes to our stderr (stdout is kept for the report table), or to a file of their own.
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', options.stdout ?? process.stderr, 'inherit', ...(options.ipc === false ? [] : ['ipc' as const])] })
   live.add(child)
   child.on('exit', () => { live.delete(child) })
   return child
@@ -154,9 +156,16 @@ function serverScript (kind: ServerKind): string {
   return fromSource ? `${BENCH_DIR}${file}.ts` : `${BUILD_DIR}bench/${file}.js`
 }
 
+let serversStarted = 0
+
 async function startServerOnce (kind: ServerKind, nodeArgs: string[], label: string | undefined, config: Record<string, string> | undefined): Promise<ServerHandle> {
   const script = serverScript(kind)
-  const child = spawnTs(script, [kind, ...(config !== undefined ? [JSON.stringify(config)] : [])], { nodeArgs: ['--expose-gc', ...nodeArgs] })
+  // The gateway logs at its default level, info: one line per authentication attempt (SPEC §7), written
+  // to a file as a deployment would (a terminal would slow it and flood the report).
+  mkdirSync(LOG_DIR, { recursive: true })
+  const logFile = openSync(`${LOG_DIR}${label ?? SERVER_LABELS[kind]}-${kind}-${++serversStarted}.log`, 'w')
+  const child = spawnTs(script, [kind, ...(config !== undefined ? [JSON.stringify(config)] : [])], { nodeArgs: ['--expose-gc', ...nodeArgs], stdout: logFile })
+  closeSync(logFile)
   const { port } = await ready<{ port: number }>(child, `server ${kind}`)
   pin(child, SERVER_CPU)
   return {

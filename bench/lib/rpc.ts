@@ -60,6 +60,13 @@ export async function call<T = unknown> (child: ChildProcess, cmd: string, args:
       resolve: (v) => { clearTimeout(timer); resolve(v as T) },
       reject: (e) => { clearTimeout(timer); reject(e) }
     })
-    child.send({ rpc, cmd, args } satisfies Request)
+    // With a callback, a child already gone fails this call instead of emitting an 'error' that kills
+    // the orchestrator past its `finally` blocks (leaving PostgreSQL and Redis running).
+    child.send({ rpc, cmd, args } satisfies Request, (err) => {
+      if (err === null) return
+      const pendingCall = calls.get(rpc)
+      calls.delete(rpc)
+      pendingCall?.reject(err)
+    })
   })
 }

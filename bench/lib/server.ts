@@ -108,7 +108,7 @@ async function startGateway (kind: ServerKind): Promise<GatewayState> {
   const { parseConfig } = await import('../../src/config.js')
   const app = build(parseConfig({
     ...storage(kind),
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: 'info',
     ADMIN_API_KEY: ADMIN_KEY,
     RATE_LIMIT_SOCKET: '1000000/second',
     RATE_LIMIT_CONNECT: '1000000/minute',

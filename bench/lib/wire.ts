@@ -15,7 +15,7 @@ interface WebSocketLike {
   ((event: 'message', listener: (data: Buffer, isBinary: boolean) => void) => void) &
   ((event: 'error', listener: (err: Error) => void) => void)
 }
-type WebSocketCtor = new (url: string, options: { perMessageDeflate: boolean }) => WebSocketLike
+type WebSocketCtor = new (url: string, options: { perMessageDeflate: boolean, localAddress?: string }) => WebSocketLike
 
 // `ws` as socket.io-client's engine.io-client resolves it: always present with socket.io-client, whatever npm hoists.
 const requireHere = createRequire(import.meta.url)
@@ -33,6 +33,11 @@ export interface WireOptions {
   namespace: string
   /** The CONNECT packet's payload (the handshake `auth`). */
   auth: Record<string, unknown>
+  /**
+   * Source address of the TCP connection (e.g. 127.0.0.2): the kernel has
+   * ~28k ephemeral ports per source address towards one server port.
+   */
+  localAddress?: string
 }
 
 /** Raised when the namespace refuses the connection (CONNECT_ERROR). */
@@ -57,7 +62,7 @@ export class WireSocket {
     this.prefix = options.namespace === '/' ? '' : `${options.namespace},`
     this.ackStart = 2 + this.prefix.length
     const base = options.url.replace(/^http/, 'ws')
-    this.ws = new WebSocket(`${base}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false })
+    this.ws = new WebSocket(`${base}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false, ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}) })
     this.ws.on('message', (data) => { this.receive(data) })
     this.ws.on('close', () => {
       this.connectWaiter?.reject(new Error('closed before connecting'))
@@ -173,6 +178,18 @@ export async function openMany (count: number, concurrency: number, make: (i: nu
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
   return { sockets, latenciesMs }
+}
+
+/** Sockets per source address when a run spreads them (under the ~28k ephemeral ports of one address). */
+export const SOCKETS_PER_SOURCE_ADDRESS = 20_000
+
+/**
+ * The source address for socket `i` of `count`: the default (undefined) up
+ * to SOCKETS_PER_SOURCE_ADDRESS sockets, else 127.0.0.(1 + ⌊i / 20,000⌋)
+ * (the whole of 127/8 is loopback on Linux).
+ */
+export function sourceAddress (i: number, count: number): string | undefined {
+  return count > SOCKETS_PER_SOURCE_ADDRESS ? `127.0.0.${1 + Math.floor(i / SOCKETS_PER_SOURCE_ADDRESS)}` : undefined
 }
 
 /** Starts closing every socket; the server's socket count tells when it has seen them go. */
