@@ -1,4 +1,4 @@
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import { destination, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { fastifyTrustProxy } from './net/client-ip.js'
@@ -69,7 +69,7 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
     // No access line per request: every authentication attempt already writes its own line (SPEC §7),
     // errors are logged by the error handler, and durations are in /metrics. Two more lines per
     // token request cost more than issuing the token's signature.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: fastifyTrustProxy(config.trustProxy),
     bodyLimit: config.bodyLimit,
     ...(config.tls !== undefined ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}) as { https?: null },
