@@ -51,6 +51,7 @@ export default fp(async (app) => {
   // outcome, reason), so it skips the redaction pass every other line gets: its wildcard paths were
   // a sizeable share of logging each attempt.
   const auditLog = app.log.child({}, { redact: [] })
+  metrics.readAuditQueueDepth = () => queue.length
   // prom-client hashes a label object on every inc(); the few (transport, outcome, reason) children are resolved once.
   const attemptCounters = new Map<string, Counter.Internal>()
   const attemptCounter = (transport: string, outcome: string, reason: string): Counter.Internal => {
@@ -74,7 +75,6 @@ export default fp(async (app) => {
         from jsonb_to_recordset(${app.sql.json(batch as unknown as JSONValue)})
           as r(at timestamptz, key_id text, ip text, transport text, namespace text, outcome text, reason text, user_agent text)`
       queue.splice(0, batch.length)
-      metrics.auditQueueDepth.set(queue.length)
     }
   }
 
@@ -99,7 +99,6 @@ export default fp(async (app) => {
       }
       queue.push(row)
       recorded++
-      metrics.auditQueueDepth.set(queue.length)
       if (queue.length >= BATCH_SIZE) void flush().catch(() => {})
     },
     flush,

@@ -22,6 +22,8 @@ export interface GatewayMetrics {
   alerts: Counter<'kind'>
   auditQueueDepth: Gauge
   auditSpilled: Counter
+  /** Where `gateway_audit_queue_depth` is read at each scrape (the audit plugin's queue), rather than set per row. */
+  readAuditQueueDepth: () => number
 }
 
 /** Scopes of `gateway_rate_limited_total`: REST routes, handshakes, packets of one socket, publishes of one key. */
@@ -52,8 +54,14 @@ function createGatewayMetrics (): GatewayMetrics {
     socketPackets: new Counter({ name: 'gateway_socket_packets_total', help: 'Socket.IO packets by outcome', labelNames: ['namespace', 'outcome'], registers }),
     rateLimited: new Counter({ name: 'gateway_rate_limited_total', help: 'Requests, handshakes and packets refused by a rate limit', labelNames: ['scope'], registers }),
     alerts: new Counter({ name: 'gateway_alerts_total', help: 'Alerts raised', labelNames: ['kind'], registers }),
-    auditQueueDepth: new Gauge({ name: 'gateway_audit_queue_depth', help: 'Audit rows waiting to be written', registers }),
-    auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers })
+    auditQueueDepth: new Gauge({
+      name: 'gateway_audit_queue_depth',
+      help: 'Audit rows waiting to be written',
+      registers,
+      collect () { this.set(metrics.readAuditQueueDepth()) }
+    }),
+    auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers }),
+    readAuditQueueDepth: () => 0
   }
   initialiseKnownSeries(metrics)
   return metrics
