@@ -1,14 +1,17 @@
 // `make bench`: every scenario, A (bare Socket.IO) against B (the gateway) in
-// the same run, alternating over several trials after a warm-up, then a CPU
-// profile of the gateway's relay path and the micro-benchmarks beside this
-// file. Writes bench/results/latest.json and latest.md; prints a table.
+// the same run, alternating over several trials after a warm-up, then CPU
+// profiles of A and B on the relay, token and handshake paths (what B's extra
+// CPU per operation is spent on) and the micro-benchmarks beside this file.
+// Writes bench/results/latest.json and latest.md; prints a table.
 //
 // The servers (A, B, and A0 when asked) start once, in parallel, and serve
-// every scenario in turn (idle memory first, on fresh heaps); the profiled
-// pair starts with them and waits idle for the profile step.
+// every scenario in turn (idle memory first, on fresh heaps); the relay's
+// profiled pair starts with them and waits idle for the profile step, the
+// token and handshake steps start their own pairs after the scenarios.
 //
 //   BENCH_QUICK=1           shorter run (2 s windows, fewer sockets, no A0)
-//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, open-loop, churn, token, profile, micro)
+//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, open-loop, churn, token,
+//                           profile (relay), profile-token, profile-handshakes, micro)
 //   BENCH_TRIALS=n          measured trials per variant (default 3)
 //   BENCH_SECONDS=s         measured relay window (default 5; fan-out uses 3)
 //   BENCH_PLAIN_BASELINE=1  add the informational A0 variant (Socket.IO defaults) to relay (default on, off with QUICK)
@@ -19,12 +22,13 @@ import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js'
 import { buildServers, fromSource, pinning, SERVER_CPU, serverPool, LOAD_CPU, type ServerHandle } from './lib/processes.js'
-import { VARIANT_LABELS, type BenchSettings, type Metric, type ScenarioResult, type ServerSet } from './lib/scenario.js'
+import type { ProfiledWindow } from './lib/profiled-window.js'
+import { VARIANT_LABELS, type BenchSettings, type Metric, type ScenarioResult, type ServerSet, type WindowStats } from './lib/scenario.js'
 import { fmt, median, ratio } from './lib/stats.js'
 import { run as runChurn } from './scenarios/churn.js'
 import { run as runFanout } from './scenarios/fanout.js'
-import { run as runHandshakes } from './scenarios/handshakes.js'
-import { run as runToken } from './scenarios/token.js'
+import { profileHandshakes, run as runHandshakes } from './scenarios/handshakes.js'
+import { profileToken, run as runToken } from './scenarios/token.js'
 import { IDLE_SOCKETS, IDLE_SOCKETS_QUICK, run as runIdleMemory } from './scenarios/idle-memory.js'
 import { run as runOpenLoop } from './scenarios/open-loop.js'
 import { profileRelay, run as runRelay, startProfiledServer, type ProfileRun } from './scenarios/relay.js'
@@ -149,68 +153,172 @@ function runMicro (file: string): { file: string, ok: boolean, output: string } 
 
 // ---- profile ----
 
-interface ProfiledServer { run: ProfileRun, summary: ProfileSummary, file: string }
+/** One profiled server: its measured window, CPU per operation in it, and the profile summed over it. */
+interface ProfiledServer { summary: ProfileSummary, file: string, window: WindowStats, opsPerSec: number, cpuUsPerOp: number }
 interface ProfileReport { B: ProfiledServer, A?: ProfiledServer }
 
-const pct = (x: number): string => `${(x * 100).toFixed(1)}%`
+/** A profiled path: what one operation is called in the report, its rate's unit and JSON key, and what loaded it. */
+interface ProfileUnit { op: string, rate: string, rateKey: string, load: string }
 
-/** Main-thread µs per publish spent in each origin (self time), from the profile's shares of busy samples. */
-function usPerPublishByOrigin (p: ProfiledServer): Map<string, number> {
-  const idle = p.summary.byOrigin.find((o) => o.origin === '(idle)')?.selfShare ?? 0
-  const busy = 1 - idle
-  return new Map(p.summary.byOrigin.filter((o) => o.origin !== '(idle)').map((o) => [o.origin, (o.selfShare / busy) * p.run.cpuUsPerPublish]))
+const RELAY_UNIT: ProfileUnit = { op: 'publish', rate: 'msg/s', rateKey: 'msgsPerSec', load: 'the relay load' }
+
+/** The token and handshake profile steps: step name (BENCH_ONLY), the scenario they explain, their unit and load. */
+const PATH_PROFILES: Array<{ step: string, scenario: string, unit: ProfileUnit, run: typeof profileToken }> = [
+  { step: 'profile-token', scenario: 'token', unit: { op: 'token', rate: 'tokens/s', rateKey: 'tokensPerSec', load: 'the token scenario\'s valid-key load (autocannon, POST /auth/token)' }, run: profileToken },
+  { step: 'profile-handshakes', scenario: 'handshakes', unit: { op: 'handshake', rate: 'handshakes/s', rateKey: 'handshakesPerSec', load: 'the handshakes scenario\'s authorised cycles (CPU per handshake: open, close, audit row)' }, run: profileHandshakes }
+]
+
+/** A token or handshake profile as the report shows it. */
+interface PathProfile { scenario: string, unit: ProfileUnit, report: ProfileReport }
+
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`
+const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`
+const cpuKey = (unit: ProfileUnit): string => `cpuUsPer${unit.op[0].toUpperCase()}${unit.op.slice(1)}`
+
+/** A kept profile summed over its window, with its path relative to the repository. */
+function summarized (file: string, window: WindowStats): Pick<ProfiledServer, 'summary' | 'file'> {
+  return { summary: summarizeProfile(file, ROOT, window), file: file.slice(ROOT.length) }
 }
 
-function profileTables (p: ProfileReport): string[] {
+/**
+ * Main-thread µs per operation of a profile's share: its share of the busy
+ * (non-idle) samples times the process's CPU per operation in the window.
+ */
+function usPerOp (p: ProfiledServer): (share: number) => number {
+  const idle = p.summary.byOrigin.find((o) => o.origin === '(idle)')?.selfShare ?? 0
+  return (share) => (share / (1 - idle)) * p.cpuUsPerOp
+}
+
+/** µs per operation spent in each origin (self time). */
+function usPerOpByOrigin (p: ProfiledServer): Map<string, number> {
+  const us = usPerOp(p)
+  return new Map(p.summary.byOrigin.filter((o) => o.origin !== '(idle)').map((o) => [o.origin, us(o.selfShare)]))
+}
+
+/** Of rows sorted by B − A, the `n` largest differences either way, still in that order. */
+function largest<T extends { a: number, b: number }> (rows: T[], n: number): { shown: T[], rest: T[] } {
+  const keep = new Set([...rows].sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a)).slice(0, n))
+  return { shown: rows.filter((r) => keep.has(r)), rest: rows.filter((r) => !keep.has(r)) }
+}
+
+/** A against B by origin, largest B − A first. */
+function originRows (p: Required<ProfileReport>): Array<{ origin: string, a: number, b: number }> {
+  const a = usPerOpByOrigin(p.A)
+  const b = usPerOpByOrigin(p.B)
+  return [...new Set([...a.keys(), ...b.keys()])]
+    .map((o) => ({ origin: o, a: a.get(o) ?? 0, b: b.get(o) ?? 0 }))
+    .sort((x, y) => (y.b - y.a) - (x.b - x.a))
+}
+
+/**
+ * A against B by function outside src/ (self time), largest B − A first: names
+ * what the node and (native) rows are. V8's pseudo-frames, (program) and the
+ * like, are their own origin rows already.
+ */
+function functionDiffRows (p: Required<ProfileReport>): Array<{ name: string, origin: string, a: number, b: number }> {
+  const byName = (s: ProfiledServer): Map<string, { origin: string, us: number }> => {
+    const us = usPerOp(s)
+    return new Map(s.summary.functions.filter((f) => f.kind !== 'src' && f.name !== f.origin).map((f) => [f.name, { origin: f.origin, us: us(f.selfShare) }]))
+  }
+  const a = byName(p.A)
+  const b = byName(p.B)
+  return [...new Set([...a.keys(), ...b.keys()])]
+    .map((name) => ({ name, origin: (b.get(name) ?? a.get(name))!.origin, a: a.get(name)?.us ?? 0, b: b.get(name)?.us ?? 0 }))
+    .sort((x, y) => (y.b - y.a) - (x.b - x.a))
+}
+
+/** B's src/ functions by inclusive time (their callees included), in µs per operation. */
+function srcInclusiveRows (p: ProfiledServer): Array<{ name: string, totalUs: number, selfUs: number, totalShare: number }> {
+  const us = usPerOp(p)
+  return p.summary.functions.filter((f) => f.kind === 'src').sort((x, y) => y.totalSamples - x.totalSamples)
+    .map((f) => ({ name: f.name, totalUs: us(f.totalShare), selfUs: us(f.selfShare), totalShare: f.totalShare }))
+}
+
+/**
+ * A profile section: B's window, A against B by origin (µs per `unit.op`),
+ * B's top src/ functions by inclusive µs, and with `selfTables` the self-time
+ * detail the relay section has always shown; `note` says how to read it.
+ */
+function profileTables (p: ProfileReport, unit: ProfileUnit, options: { selfTables: boolean, note: string }): string[] {
   const lines: string[] = []
   const { B } = p
   const { summary } = B
-  lines.push(`Profile of B under the relay load (${(B.run.window.elapsedUs / 1e6).toFixed(0)} s window, ${summary.samples} samples at 250 µs${summary.windowed ? ', window only' : ', whole process'}; ` +
-    `${num(B.run.msgsPerSec)} msg/s, ${num(B.run.cpuUsPerPublish)} µs CPU/publish while profiled): \`${B.file}\``)
-  lines.push('')
-  lines.push('Self time by origin: ' + summary.byOrigin.slice(0, 14).map((o) => `${o.origin} ${pct(o.selfShare)}`).join(', '))
+  const { op } = unit
+  lines.push(`Profile of B under ${unit.load}: ${(B.window.elapsedUs / 1e6).toFixed(1)} s window, ${summary.samples} samples at 250 µs${summary.windowed ? ', window only' : ', whole process'}; ` +
+    `${num(B.opsPerSec)} ${unit.rate}, ${num(B.cpuUsPerOp)} µs CPU/${op} while profiled. \`${B.file}\``)
+  if (p.A !== undefined) {
+    const { shown, rest } = largest(originRows({ B, A: p.A }), 16)
+    lines.push('')
+    lines.push(`A profiled the same way (${num(p.A.opsPerSec)} ${unit.rate}, ${num(p.A.cpuUsPerOp)} µs CPU/${op}): \`${p.A.file}\`. ` +
+      `Main-thread µs per ${op} by origin (self time: share of busy samples × CPU per ${op}), the largest differences, B − A descending:`)
+    lines.push('')
+    lines.push(`| origin | A µs/${op} | B µs/${op} | B − A |`)
+    lines.push('|---|---:|---:|---:|')
+    for (const o of shown) lines.push(`| ${o.origin} | ${o.a.toFixed(1)} | ${o.b.toFixed(1)} | ${signed(o.b - o.a)} |`)
+    if (rest.length > 0) {
+      const a = rest.reduce((s, o) => s + o.a, 0)
+      const b = rest.reduce((s, o) => s + o.b, 0)
+      lines.push(`| ${rest.length} other origins | ${a.toFixed(1)} | ${b.toFixed(1)} | ${signed(b - a)} |`)
+    }
+    lines.push(`| **all (server CPU/${op})** | ${p.A.cpuUsPerOp.toFixed(1)} | ${B.cpuUsPerOp.toFixed(1)} | ${signed(B.cpuUsPerOp - p.A.cpuUsPerOp)} |`)
+    lines.push('')
+    lines.push(`The same by function outside src/ (self µs/${op}), the largest differences, B − A descending:`)
+    lines.push('')
+    lines.push(`| origin | function | A µs/${op} | B µs/${op} | B − A |`)
+    lines.push('|---|---|---:|---:|---:|')
+    for (const f of largest(functionDiffRows({ B, A: p.A }), 12).shown) lines.push(`| ${f.origin} | ${f.name} | ${f.a.toFixed(1)} | ${f.b.toFixed(1)} | ${signed(f.b - f.a)} |`)
+  }
   const srcTotal = summary.byOrigin.find((o) => o.origin === 'src')?.selfShare ?? 0
   lines.push('')
-  lines.push(`Top self time in src/ (all of src/: ${pct(srcTotal)} self):`)
+  lines.push(`B's top src/ functions by inclusive time (their callees included; all of src/: ${usPerOp(B)(srcTotal).toFixed(1)} µs/${op} self):`)
   lines.push('')
-  lines.push('| self | total | function |')
-  lines.push('|---:|---:|---|')
-  for (const f of summary.functions.filter((f) => f.kind === 'src').slice(0, 12)) lines.push(`| ${pct(f.selfShare)} | ${pct(f.totalShare)} | ${f.name}${f.selfShare >= 0.03 ? ' **≥3%**' : ''} |`)
-  lines.push('')
-  lines.push('Top inclusive time of src/ functions (their callees included):')
-  lines.push('')
-  lines.push('| total | self | function |')
-  lines.push('|---:|---:|---|')
-  for (const f of [...summary.functions].filter((f) => f.kind === 'src').sort((a, b) => b.totalSamples - a.totalSamples).slice(0, 10)) lines.push(`| ${pct(f.totalShare)} | ${pct(f.selfShare)} | ${f.name} |`)
-  lines.push('')
-  lines.push('Top self time in dependencies, Node and V8:')
-  lines.push('')
-  lines.push('| self | total | origin | function |')
-  lines.push('|---:|---:|---|---|')
-  for (const f of summary.functions.filter((f) => f.kind !== 'src').slice(0, 20)) lines.push(`| ${pct(f.selfShare)} | ${pct(f.totalShare)} | ${f.origin} | ${f.name} |`)
-  if (p.A !== undefined) {
-    const a = usPerPublishByOrigin(p.A)
-    const b = usPerPublishByOrigin(B)
-    const origins = [...new Set([...a.keys(), ...b.keys()])]
-      .map((o) => ({ origin: o, a: a.get(o) ?? 0, b: b.get(o) ?? 0 }))
-      .sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a))
+  lines.push(`| µs/${op} incl. | µs/${op} self | incl. share | function |`)
+  lines.push('|---:|---:|---:|---|')
+  for (const f of srcInclusiveRows(B).slice(0, 12)) lines.push(`| ${f.totalUs.toFixed(1)} | ${f.selfUs.toFixed(1)} | ${pct(f.totalShare)} | ${f.name} |`)
+  if (options.selfTables) {
     lines.push('')
-    lines.push(`A profiled the same way (${num(p.A.run.msgsPerSec)} msg/s, ${num(p.A.run.cpuUsPerPublish)} µs CPU/publish): \`${p.A.file}\`. ` +
-      'Main-thread µs per publish by origin (busy share × CPU per publish), largest differences first:')
+    lines.push('Self time by origin: ' + summary.byOrigin.slice(0, 14).map((o) => `${o.origin} ${pct(o.selfShare)}`).join(', '))
     lines.push('')
-    lines.push('| origin | A µs/publish | B µs/publish | B − A |')
-    lines.push('|---|---:|---:|---:|')
-    for (const o of origins.slice(0, 14)) lines.push(`| ${o.origin} | ${o.a.toFixed(1)} | ${o.b.toFixed(1)} | ${(o.b - o.a >= 0 ? '+' : '')}${(o.b - o.a).toFixed(1)} |`)
+    lines.push(`Top self time in src/ (all of src/: ${pct(srcTotal)} self):`)
     lines.push('')
-    lines.push('One profiled window each, not alternated: the syscall rows ((native) writev, node streams) move with the machine\'s load from one window to the next; ' +
-      'the rows that only B has (src, prom-client) are the gateway\'s own per-packet work. The A/B comparison of record is the relay table above.')
+    lines.push('| self | total | function |')
+    lines.push('|---:|---:|---|')
+    for (const f of summary.functions.filter((f) => f.kind === 'src').slice(0, 12)) lines.push(`| ${pct(f.selfShare)} | ${pct(f.totalShare)} | ${f.name}${f.selfShare >= 0.03 ? ' **≥3%**' : ''} |`)
+    lines.push('')
+    lines.push('Top self time in dependencies, Node and V8:')
+    lines.push('')
+    lines.push('| self | total | origin | function |')
+    lines.push('|---:|---:|---|---|')
+    for (const f of summary.functions.filter((f) => f.kind !== 'src').slice(0, 20)) lines.push(`| ${pct(f.selfShare)} | ${pct(f.totalShare)} | ${f.origin} | ${f.name} |`)
   }
+  lines.push('')
+  lines.push(options.note)
   return lines
+}
+
+/** A profile for latest.json: the window, the summary's heads, and the per-operation tables the report shows. */
+function profileReportJson (p: ProfileReport, unit: ProfileUnit): Record<string, unknown> {
+  const one = (s: ProfiledServer): Record<string, unknown> => ({
+    file: s.file, window: s.window, [unit.rateKey]: s.opsPerSec, [cpuKey(unit)]: s.cpuUsPerOp, samples: s.summary.samples, windowed: s.summary.windowed,
+    byOrigin: s.summary.byOrigin.slice(0, 30), functions: s.summary.functions.slice(0, 80), src: s.summary.functions.filter((f) => f.kind === 'src').slice(0, 40),
+    srcInclusiveUsPerOp: srcInclusiveRows(s).slice(0, 40)
+  })
+  return {
+    unit: unit.op,
+    B: one(p.B),
+    ...(p.A !== undefined
+      ? {
+          A: one(p.A),
+          usPerOpByOrigin: originRows({ B: p.B, A: p.A }).map((o) => ({ origin: o.origin, A: o.a, B: o.b, diff: o.b - o.a })),
+          usPerOpByFunction: largest(functionDiffRows({ B: p.B, A: p.A }), 40).shown.map((f) => ({ origin: f.origin, name: f.name, A: f.a, B: f.b, diff: f.b - f.a }))
+        }
+      : {})
+  }
 }
 
 // ---- reports ----
 
-function markdown (meta: Record<string, unknown>, results: ScenarioResult[], micro: Array<{ file: string, ok: boolean, output: string }>, profile: ProfileReport | undefined): string {
+function markdown (meta: Record<string, unknown>, results: ScenarioResult[], micro: Array<{ file: string, ok: boolean, output: string }>, profile: ProfileReport | undefined, pathProfiles: PathProfile[]): string {
   const lines: string[] = []
   lines.push('# Spark Gateway benchmarks (latest run)')
   lines.push('')
@@ -250,7 +358,21 @@ function markdown (meta: Record<string, unknown>, results: ScenarioResult[], mic
   if (profile !== undefined) {
     lines.push('## Profile: the gateway\'s relay path')
     lines.push('')
-    lines.push(...profileTables(profile))
+    lines.push(...profileTables(profile, RELAY_UNIT, {
+      selfTables: true,
+      note: 'One profiled window each, not alternated: the syscall rows ((native) writev, node streams) move with the machine\'s load from one window to the next; ' +
+        'the rows that only B has (src, prom-client) are the gateway\'s own per-packet work. The A/B comparison of record is the relay table above.'
+    }))
+    lines.push('')
+  }
+  for (const { scenario, unit, report } of pathProfiles) {
+    lines.push(`## Profile: where B's CPU per ${unit.op} goes`)
+    lines.push('')
+    lines.push(...profileTables(report, unit, {
+      selfTables: false,
+      note: `One profiled window each (B, then A, each its own process under --cpu-prof), not alternated: the figures move with the machine's load from one window to the next, ` +
+        `and the profiler adds its own cost. The A/B comparison of record is the ${scenario} table above; this says where B's extra CPU per ${unit.op} goes.`
+    }))
     lines.push('')
   }
   if (micro.length > 0) {
@@ -361,7 +483,9 @@ async function main (): Promise<void> {
 
   const results: ScenarioResult[] = []
   let profile: ProfileReport | undefined
-  const stores = wanted.length > 0 || wants('profile') ? startStores(log) : undefined
+  const pathProfiles: PathProfile[] = []
+  const wantedPaths = PATH_PROFILES.filter(({ step }) => wants(step))
+  const stores = wanted.length > 0 || wants('profile') || wantedPaths.length > 0 ? startStores(log) : undefined
   try {
     log(fromSource ? 'servers run from source (tsx)' : 'compiling the servers (tsc)…')
     buildServers()
@@ -378,10 +502,19 @@ async function main (): Promise<void> {
     if (profiledPair !== undefined) {
       const [profiledB, profiledA] = await profiledPair
       log('profiles of B and A under the relay load…')
-      const summarize = (run: ProfileRun): ProfiledServer => ({ run, summary: summarizeProfile(run.file, ROOT, run.window), file: run.file.slice(ROOT.length) })
+      const summarize = (run: ProfileRun): ProfiledServer => ({ ...summarized(run.file, run.window), window: run.window, opsPerSec: run.msgsPerSec, cpuUsPerOp: run.cpuUsPerPublish })
       const b = await profileRelay(settings, profiledB, scratch, join(PROFILES, 'relay-gateway.cpuprofile'), settings.profileSeconds)
       const a = await profileRelay(settings, profiledA, scratch, join(PROFILES, 'relay-baseline.cpuprofile'), settings.profileSeconds)
       profile = { B: summarize(b), A: summarize(a) }
+    }
+    // Each starts its own profiled pair here, after the scenarios, so idle profiled servers never share CPU 0 with a measurement;
+    // the scenarios' servers go first for the same reason.
+    if (wantedPaths.length > 0) await pool.stopAll()
+    for (const { step, scenario, unit, run } of wantedPaths) {
+      log(`profiles of B and A per ${unit.op} (${step})…`)
+      const pair = await run(settings, scratch, PROFILES, settings.profileSeconds)
+      const summarize = (w: ProfiledWindow): ProfiledServer => ({ ...summarized(w.file, w.window), window: w.window, opsPerSec: w.opsPerSec, cpuUsPerOp: w.cpuUsPerOp })
+      pathProfiles.push({ scenario, unit, report: { B: summarize(pair.B), A: summarize(pair.A) } })
     }
   } finally {
     await pool.stopAll()
@@ -400,19 +533,16 @@ async function main (): Promise<void> {
   }
 
   const elapsedSeconds = (Date.now() - started) / 1000
-  const profileJson = (p: ProfiledServer): Record<string, unknown> => ({
-    file: p.file, window: p.run.window, msgsPerSec: p.run.msgsPerSec, cpuUsPerPublish: p.run.cpuUsPerPublish, samples: p.summary.samples, windowed: p.summary.windowed,
-    byOrigin: p.summary.byOrigin.slice(0, 30), functions: p.summary.functions.slice(0, 80), src: p.summary.functions.filter((f) => f.kind === 'src').slice(0, 40)
-  })
   const json = {
     meta: { ...meta, elapsedSeconds },
     scenarios: results.map((r) => ({ ...r, rows: rows(r).map((row) => ({ metric: row.metric.key, ratios: row.ratios, goal: row.metric.goal, goalRatio: row.goalRatio, goalMet: row.goalMet })), verdicts: Object.fromEntries(Object.keys(r.serverCpuShare).map((l) => [l, verdict(r, l)])) })),
-    profile: profile === undefined ? undefined : { B: profileJson(profile.B), ...(profile.A !== undefined ? { A: profileJson(profile.A) } : {}) },
+    profile: profile === undefined ? undefined : profileReportJson(profile, RELAY_UNIT),
+    profiles: Object.fromEntries(pathProfiles.map((p) => [p.scenario, profileReportJson(p.report, p.unit)])),
     micro
   }
   mkdirSync(RESULTS, { recursive: true })
   writeFileSync(new URL('./results/latest.json', import.meta.url), `${JSON.stringify(json, null, 2)}\n`)
-  writeFileSync(new URL('./results/latest.md', import.meta.url), `${markdown({ ...meta, elapsedSeconds }, results, micro, profile)}\n`)
+  writeFileSync(new URL('./results/latest.md', import.meta.url), `${markdown({ ...meta, elapsedSeconds }, results, micro, profile, pathProfiles)}\n`)
 
   console.log(`Spark Gateway bench: Node ${process.version}, ${meta.cpus} CPUs, ${pinning}, ${elapsedSeconds.toFixed(0)} s`)
   console.log(table(results))
@@ -420,6 +550,11 @@ async function main (): Promise<void> {
   if (profile !== undefined) {
     const src = profile.B.summary.functions.filter((f) => f.kind === 'src').slice(0, 4)
     console.log(`profile (B, relay): src/ self ${pct(profile.B.summary.byOrigin.find((o) => o.origin === 'src')?.selfShare ?? 0)}; top: ${src.map((f) => `${f.name} ${pct(f.selfShare)}`).join(', ')}`)
+  }
+  for (const { unit, report } of pathProfiles) {
+    if (report.A === undefined) continue
+    const top = originRows({ B: report.B, A: report.A }).slice(0, 5)
+    console.log(`profile (${unit.op}): CPU/${unit.op} A ${num(report.A.cpuUsPerOp)} µs, B ${num(report.B.cpuUsPerOp)} µs; largest B − A: ${top.map((o) => `${o.origin} ${signed(o.b - o.a)}`).join(', ')}`)
   }
   for (const m of micro) console.log(`${m.file}: ${m.ok ? m.output.split('\n').slice(-1)[0] : 'FAILED (see latest.md)'}`)
   console.log('full report: bench/results/latest.md, bench/results/latest.json')

@@ -34,12 +34,18 @@ export interface ProfileSummary {
 
 /** The gateway's own code: src/*.ts under tsx, or its compiled copy (see bench/tsconfig.build.json). */
 const COMPILED_SRC = 'node_modules/.cache/spark-bench-build/src/'
+/**
+ * The compiled bench servers (A's routes and handlers): origin `bench`, as under tsx. Named by their
+ * .js file and line: sourceLines cannot map them (importing a server file starts a server).
+ */
+const COMPILED_BENCH = 'node_modules/.cache/spark-bench-build/bench/'
 
 function classify (url: string, functionName: string, root: string): { origin: string, kind: FunctionCost['kind'], file: string } {
   if (url === '') return { origin: functionName.startsWith('(') ? functionName : '(native)', kind: 'v8', file: '' }
   if (url.startsWith('node:')) return { origin: 'node', kind: 'node', file: url }
   const path = url.replace(/^file:\/\//, '')
   if (path.startsWith(root + COMPILED_SRC)) return { origin: 'src', kind: 'src', file: `src/${path.slice(root.length + COMPILED_SRC.length).replace(/\.js$/, '.ts')}` }
+  if (path.startsWith(root + COMPILED_BENCH)) return { origin: 'bench', kind: 'dependency', file: `bench/${path.slice(root.length + COMPILED_BENCH.length)}` }
   const nm = path.lastIndexOf('/node_modules/')
   if (nm !== -1) {
     const rest = path.slice(nm + '/node_modules/'.length).split('/')

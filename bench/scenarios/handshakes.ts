@@ -6,8 +6,10 @@
 // handshake must be refused, and the window covers the refusals and the
 // closes of their transports.
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
+import { profilePair, profileWindow, type ProfiledWindow } from '../lib/profiled-window.js'
 import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type Metric, type ScenarioResult, type ServerSet, releaseRigs } from '../lib/scenario.js'
 import { percentile, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
@@ -15,6 +17,9 @@ import { closeAll, ConnectRefused, openMany, WireSocket, type WireOptions } from
 
 const FILE = fileURLToPath(import.meta.url)
 const NAMESPACE = '/chat'
+const CONCURRENCY = 200
+/** Sockets a cycle opens and closes. */
+const cycleSize = (settings: BenchSettings): number => settings.quick ? 500 : 1000
 
 /**
  * As openMany, for handshakes that must all be refused: resolves once every
@@ -94,8 +99,8 @@ function withWrongSignature (token: string): string {
 }
 
 export async function run (settings: BenchSettings, servers: ServerSet): Promise<ScenarioResult> {
-  const total = settings.quick ? 500 : 1000
-  const concurrency = 200
+  const total = cycleSize(settings)
+  const concurrency = CONCURRENCY
   const labels = [...new Set(CASES.flatMap((c) => c.labels))]
   const rigs = new Map<string, { server: ServerHandle, load: LoadHandle }>()
   const cycle = async (label: string, refused: boolean): Promise<{ cycle: Cycle, cpuUs: number, elapsedUs: number, eventLoopUtilization: number, runQueueWaitUs: number }> => {
@@ -183,6 +188,41 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     }
   } finally {
     await releaseRigs(rigs.values())
+  }
+}
+
+/**
+ * The profile step's handshake load: B and A under --cpu-prof, each given a
+ * warm-up and one measured window of whole authorised cycles (as the
+ * scenario's, each quiesced before the next) for at least `seconds`, then
+ * stopped; their main-thread profiles are kept as `<dir>/handshakes-{gateway,baseline}.cpuprofile`.
+ */
+export async function profileHandshakes (settings: BenchSettings, scratch: string, dir: string, seconds: number): Promise<{ B: ProfiledWindow, A: ProfiledWindow }> {
+  const total = cycleSize(settings)
+  const load = await startLoad(FILE)
+  try {
+    return await profilePair(scratch, total, async (server) => {
+      await load.call('tokens', { tokens: server.tokens.slice(0, total), badTokens: [] })
+      return await profileWindow({
+        server,
+        scratch,
+        file: join(dir, `handshakes-${server.kind}.cpuprofile`),
+        warmupSeconds: settings.warmupSeconds,
+        seconds,
+        drive: async (s) => {
+          const end = performance.now() + s * 1000
+          let ops = 0
+          do {
+            await load.call<Cycle>('cycle', { url: server.url, total, concurrency: CONCURRENCY, refused: false })
+            await quiesce(server)
+            ops += total
+          } while (performance.now() < end)
+          return ops
+        }
+      })
+    })
+  } finally {
+    await load.stop().catch(() => {})
   }
 }
 

@@ -1,10 +1,9 @@
 // Scenario 1, the headline: closed-loop relay. N clients in one room of /chat,
 // each keeping `inflight` messages outstanding (a new one on each ack), so the
 // server runs as fast as it can. Metric of record: server CPU µs per publish.
-import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startLoad, startServer, type LoadHandle, type ServerHandle } from '../lib/processes.js'
+import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
+import { keepMainProfile, startProfiledServer as startProfiled } from '../lib/profiled-window.js'
 import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
@@ -229,19 +228,14 @@ export async function profileRelay (settings: BenchSettings, server: ServerHandl
     await rig.load.stop()
     await server.stop()
   }
-  // tsx's loader thread writes a profile too: keep the main thread's (thread id 0).
-  const main = readdirSync(scratch).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.0.`))
-  if (main === undefined) throw new Error(`no main-thread profile of ${pid} in ${scratch}`)
-  renameSync(join(scratch, main), file)
-  for (const f of readdirSync(scratch)) if (f.includes(`.${pid}.`)) rmSync(join(scratch, f), { force: true })
+  keepMainProfile(pid, scratch, file)
   const { window, collected } = measured
   return { label: server.label, file, window, msgsPerSec: collected.acked / (collected.elapsedMs / 1000), cpuUsPerPublish: window.cpuUs / collected.acked }
 }
 
-/** Starts a server that profiles itself from start to exit into `scratch` (the window is cut out later). */
+/** A profiled server (bench/lib/profiled-window.ts) with a token for each relay client. */
 export async function startProfiledServer (kind: ServerKind, label: string, scratch: string): Promise<ServerHandle> {
-  mkdirSync(scratch, { recursive: true })
-  return await startServer(kind, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${scratch}`, '--cpu-prof-interval=250'], tokens: CLIENTS, label })
+  return await startProfiled(kind, label, scratch, CLIENTS)
 }
 
 if (isEntry(import.meta.url)) loadGenerator()

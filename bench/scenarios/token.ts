@@ -9,8 +9,10 @@
 // The server's window covers the requests and the audit rows it deferred for them.
 import { randomBytes, randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
+import { profilePair, profileWindow, type ProfiledWindow } from '../lib/profiled-window.js'
 import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type Metric, type ScenarioResult, type ServerSet } from '../lib/scenario.js'
 import { summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
@@ -132,6 +134,11 @@ function assertStatuses (c: TokenCase, label: string, m: Measurement): void {
 
 interface Rig { server: ServerHandle, apiKey: string }
 
+/** The server's bench key; A checks no key and gets one of the same form, so its requests are the same bytes. */
+async function keyOf (server: ServerHandle): Promise<string> {
+  return server.label === 'A' ? `spk_${randomUUID()}_${randomBytes(32).toString('base64url')}` : await server.call<string>('apiKey')
+}
+
 export async function run (settings: BenchSettings, servers: ServerSet): Promise<ScenarioResult> {
   const coldKeys = settings.quick ? 1000 : 3000
   const load: LoadHandle = await startLoad(FILE)
@@ -143,8 +150,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       const rigs = new Map<string, Rig>()
       for (const label of c.labels) {
         const server = await servers.get(label, c.config)
-        // A checks no key: it gets one of the same form, so its requests are the same bytes.
-        const apiKey = label === 'A' ? `spk_${randomUUID()}_${randomBytes(32).toString('base64url')}` : await server.call<string>('apiKey')
+        const apiKey = await keyOf(server)
         rigs.set(label, { server, apiKey: c.name === 'invalid' ? wrongSecret(apiKey) : apiKey })
       }
 
@@ -246,6 +252,36 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       `Cold key: before each window, fresh keys are made through the gateway's admin API (POST /v1/keys); KeyStore.create does not cache what it inserts, so each key's one request reads PostgreSQL. ${coldKeys} requests a window (fewer in the warm-up), each with its own key. C and Ck keep their keys in memory and have no database: no cold case.`
     ],
     trials
+  }
+}
+
+/**
+ * The profile step's token load: B and A under --cpu-prof, each loaded with
+ * valid-key requests by this file's load generator for a warm-up and one
+ * measured window (`seconds`), then stopped; their main-thread profiles are
+ * kept as `<dir>/token-{gateway,baseline}.cpuprofile`.
+ */
+export async function profileToken (settings: BenchSettings, scratch: string, dir: string, seconds: number): Promise<{ B: ProfiledWindow, A: ProfiledWindow }> {
+  const valid = CASES.find((c) => c.name === 'valid')!
+  const load = await startLoad(FILE)
+  try {
+    return await profilePair(scratch, 0, async (server) => {
+      const apiKey = await keyOf(server)
+      return await profileWindow({
+        server,
+        scratch,
+        file: join(dir, `token-${server.kind}.cpuprofile`),
+        warmupSeconds: settings.warmupSeconds,
+        seconds,
+        drive: async (s) => {
+          const m = await load.call<Measurement>('measure', { url: server.url, apiKey, seconds: s } satisfies MeasureArgs, 300_000)
+          assertStatuses(valid, server.label, m)
+          return m.requests
+        }
+      })
+    })
+  } finally {
+    await load.stop().catch(() => {})
   }
 }
 
