@@ -16,6 +16,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fastifySocketIO from 'fastify-socket.io'
 import { createSigner } from 'fast-jwt'
 import type { Server as SocketIOServer } from 'socket.io'
+import { serveBareRelay } from './bare-relay.js'
 import { configOverlay, serveControls } from './controls.js'
 
 export type ServerKind = 'baseline' | 'baseline-plain' | 'baseline-redis' | 'gateway' | 'gateway-embedded' | 'gateway-redis' | 'classic' | 'classic-keyobject'
@@ -35,8 +36,6 @@ const GATEWAY_IO_OPTIONS = {
   maxHttpBufferSize: Math.max(4 * SOCKET_MAX_PAYLOAD, 1_000_000),
   connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false }
 }
-
-type Ack = ((response: unknown) => void) | undefined
 
 /** @socket.io/redis-adapter on two ioredis connections, closed with the app (as src/plugins/io.ts does). */
 async function redisAdapter (app: FastifyInstance): Promise<{ adapter: unknown }> {
@@ -64,24 +63,7 @@ async function startBaseline (kind: ServerKind): Promise<FastifyInstance> {
   })
   await app.ready()
   const io = (app as unknown as { io: SocketIOServer }).io
-  // The gateway's relay semantics without its checks: join a room, relay { room, data } to it (sender excluded), ack { ok, id }.
-  io.of('/chat').on('connection', (socket) => {
-    const sub = typeof socket.handshake.auth?.sub === 'string' ? socket.handshake.auth.sub as string : socket.id
-    socket.on('join', (payload: { room?: unknown }, ack: Ack) => {
-      if (typeof payload?.room === 'string') void socket.join(payload.room)
-      ack?.({ ok: true })
-    })
-    socket.on('leave', (payload: { room?: unknown }, ack: Ack) => {
-      if (typeof payload?.room === 'string') void socket.leave(payload.room)
-      ack?.({ ok: true })
-    })
-    socket.onAny((event: string, payload: { room?: unknown, data?: unknown }, ack: Ack) => {
-      if (event === 'join' || event === 'leave' || typeof payload?.room !== 'string') return
-      const message = { id: randomUUID(), room: payload.room, from: { sub }, data: payload.data, ts: Date.now() }
-      socket.to(payload.room).emit(event, message)
-      ack?.({ ok: true, id: message.id })
-    })
-  })
+  serveBareRelay(io.of('/chat'), (socket) => typeof socket.handshake.auth?.sub === 'string' ? socket.handshake.auth.sub as string : socket.id)
   return app
 }
 

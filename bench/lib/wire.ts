@@ -160,11 +160,15 @@ export function decodeEvent (frame: Buffer, namespace: string): unknown[] {
 
 /**
  * Opens `count` sockets, at most `concurrency` connecting at once; resolves
- * with them in order, and the handshake latency of each in ms.
+ * with them in order, and the handshake latency of each in ms. With
+ * `refused`, every handshake must end in CONNECT_ERROR instead (the socket
+ * then closes its transport): the latency is the refusal's, `refusals` counts
+ * them by message, and an accepted socket fails the call.
  */
-export async function openMany (count: number, concurrency: number, make: (i: number) => WireOptions): Promise<{ sockets: WireSocket[], latenciesMs: number[] }> {
+export async function openMany (count: number, concurrency: number, make: (i: number) => WireOptions, options: { refused?: boolean } = {}): Promise<{ sockets: WireSocket[], latenciesMs: number[], refusals: Record<string, number> }> {
   const sockets: WireSocket[] = new Array(count)
   const latenciesMs: number[] = new Array(count)
+  const refusals: Record<string, number> = {}
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < count) {
@@ -172,12 +176,24 @@ export async function openMany (count: number, concurrency: number, make: (i: nu
       const started = performance.now()
       const socket = new WireSocket(make(i))
       sockets[i] = socket
-      await socket.connect()
+      if (options.refused !== true) {
+        await socket.connect()
+      } else {
+        try {
+          await socket.connect()
+        } catch (err) {
+          if (!(err instanceof ConnectRefused)) throw err
+          refusals[err.message] = (refusals[err.message] ?? 0) + 1
+          latenciesMs[i] = performance.now() - started
+          continue
+        }
+        throw new Error(`socket ${i} was accepted where a refusal was expected`)
+      }
       latenciesMs[i] = performance.now() - started
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
-  return { sockets, latenciesMs }
+  return { sockets, latenciesMs, refusals }
 }
 
 /** Sockets per source address when a run spreads them (under the ~28k ephemeral ports of one address). */

@@ -18,6 +18,7 @@ import express, { type Request, type Response } from 'express'
 import { rateLimit } from 'express-rate-limit'
 import jwt, { type JwtPayload } from 'jsonwebtoken'
 import { Server as SocketIOServer } from 'socket.io'
+import { serveBareRelay } from '../lib/bare-relay.js'
 import { configOverlay, serveControls } from '../lib/controls.js'
 
 type ClassicKind = 'classic' | 'classic-keyobject'
@@ -127,25 +128,7 @@ async function main (): Promise<void> {
       next(new Error('unauthorized'))
     }
   })
-  // The baseline's relay semantics (bench/lib/server.ts): join, leave, relay { room, data } to the room (sender excluded), ack { ok, id }.
-  type Ack = ((response: unknown) => void) | undefined
-  chat.on('connection', (socket) => {
-    const sub = (socket.data.claims as AccessClaims).sub
-    socket.on('join', (payload: { room?: unknown }, ack: Ack) => {
-      if (typeof payload?.room === 'string') void socket.join(payload.room)
-      ack?.({ ok: true })
-    })
-    socket.on('leave', (payload: { room?: unknown }, ack: Ack) => {
-      if (typeof payload?.room === 'string') void socket.leave(payload.room)
-      ack?.({ ok: true })
-    })
-    socket.onAny((event: string, payload: { room?: unknown, data?: unknown }, ack: Ack) => {
-      if (event === 'join' || event === 'leave' || typeof payload?.room !== 'string') return
-      const message = { id: randomUUID(), room: payload.room, from: { sub }, data: payload.data, ts: Date.now() }
-      socket.to(payload.room).emit(event, message)
-      ack?.({ ok: true, id: message.id })
-    })
-  })
+  serveBareRelay(chat, (socket) => (socket.data.claims as AccessClaims).sub)
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject)

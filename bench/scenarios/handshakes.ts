@@ -13,44 +13,13 @@ import { profilePair, profileWindow, type ProfiledWindow } from '../lib/profiled
 import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type Metric, type ScenarioResult, type ServerSet, releaseRigs } from '../lib/scenario.js'
 import { percentile, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
-import { closeAll, ConnectRefused, openMany, WireSocket, type WireOptions } from '../lib/wire.js'
+import { closeAll, openMany, type WireSocket } from '../lib/wire.js'
 
 const FILE = fileURLToPath(import.meta.url)
 const NAMESPACE = '/chat'
 const CONCURRENCY = 200
 /** Sockets a cycle opens and closes. */
 const cycleSize = (settings: BenchSettings): number => settings.quick ? 500 : 1000
-
-/**
- * As openMany, for handshakes that must all be refused: resolves once every
- * socket got its CONNECT_ERROR (the client then closes its transport), with
- * the latency of each refusal; fails on any accepted socket or network error.
- */
-async function openRefused (count: number, concurrency: number, make: (i: number) => WireOptions): Promise<{ sockets: WireSocket[], latenciesMs: number[], reasons: Record<string, number> }> {
-  const sockets: WireSocket[] = new Array(count)
-  const latenciesMs: number[] = new Array(count)
-  const reasons: Record<string, number> = {}
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const i = next++
-      const started = performance.now()
-      const socket = new WireSocket(make(i))
-      sockets[i] = socket
-      try {
-        await socket.connect()
-      } catch (err) {
-        if (!(err instanceof ConnectRefused)) throw err
-        latenciesMs[i] = performance.now() - started
-        reasons[err.message] = (reasons[err.message] ?? 0) + 1
-        continue
-      }
-      throw new Error(`socket ${i} was accepted with a token that should fail verification`)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
-  return { sockets, latenciesMs, reasons }
-}
 
 function loadGenerator (): void {
   let tokens: Array<string | null> = []
@@ -65,14 +34,13 @@ function loadGenerator (): void {
       let latenciesMs: number[]
       let reasons: Record<string, number> = {}
       try {
-        ({ sockets, latenciesMs, reasons } = args.refused
-          ? await openRefused(args.total, args.concurrency, (i) => ({ url: args.url, namespace: NAMESPACE, auth: { token: badTokens[i % badTokens.length] } }))
-          : { ...await openMany(args.total, args.concurrency, (i) => ({
-              url: args.url,
-              namespace: NAMESPACE,
-              auth: tokens[i % tokens.length] === null ? { sub: `user-${i}` } : { token: tokens[i % tokens.length] }
-            })),
-            reasons: {} })
+        ({ sockets, latenciesMs, refusals: reasons } = args.refused
+          ? await openMany(args.total, args.concurrency, (i) => ({ url: args.url, namespace: NAMESPACE, auth: { token: badTokens[i % badTokens.length] } }), { refused: true })
+          : await openMany(args.total, args.concurrency, (i) => ({
+            url: args.url,
+            namespace: NAMESPACE,
+            auth: tokens[i % tokens.length] === null ? { sub: `user-${i}` } : { token: tokens[i % tokens.length] }
+          })))
       } catch (err) {
         throw new Error(`handshake failed: ${String(err)}`)
       }
