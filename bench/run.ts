@@ -134,8 +134,9 @@ function digits (value: number): number {
 const num = (v: number): string => fmt(v, digits(v))
 const cell = (s: { median: number, min: number, max: number } | undefined): string =>
   s === undefined ? '' : `${num(s.median)} (${num(s.min)}–${num(s.max)})`
+// A ratio over a zero (latency under autocannon's 1 ms resolution) says nothing: shown as n/a.
 const ratioCell = (r: { median: number, min: number, max: number } | undefined): string =>
-  r === undefined ? '' : `${r.median.toFixed(3)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})`
+  r === undefined ? '' : !Number.isFinite(r.median) ? 'n/a' : `${r.median.toFixed(3)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})`
 
 // ---- micro-benchmarks written beside this file (run as they are, in their own process) ----
 
@@ -403,7 +404,7 @@ function table (results: ScenarioResult[]): string {
   for (const result of results) {
     for (const row of rows(result)) {
       const goal = row.metric.goal === undefined ? '' : `${row.metric.goal.text} ${row.goalMet === true ? 'met' : 'NOT met'}`
-      const ratios = Object.entries(row.ratios).filter(([, r]) => r !== undefined).map(([c, r]) => `${c} ${r!.median.toFixed(2)}`).join(', ')
+      const ratios = Object.entries(row.ratios).filter(([, r]) => r !== undefined && Number.isFinite(r.median)).map(([c, r]) => `${c} ${r!.median.toFixed(2)}`).join(', ')
       variantsOf(result).filter((v) => row.metric.byVariant[v] !== undefined).forEach((v, i) => {
         out.push([i === 0 ? result.name : '', i === 0 ? `${row.metric.label} (${row.metric.unit})` : '', v, cell(row.metric.byVariant[v]), i === 0 ? ratios : '', i === 0 ? goal : ''])
       })
