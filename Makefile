@@ -4,7 +4,7 @@
 #   make test       start private PostgreSQL + Redis, run the tap suite, stop them
 #   make bench      run the benchmarks (bench/run.ts)
 #   make cluster    Redis, PostgreSQL, three instances on 3001-3003 (+ nginx on 3000); Ctrl-C stops all
-#   make build      compile to dist/
+#   make build      compile to dist/ (the client SDK to dist/sdk/)
 #   make typecheck  type-check only
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -61,7 +61,7 @@ bench: node_modules
 	@npx tsx bench/run.ts
 
 build: node_modules
-	@npx tsc -p tsconfig.json
+	@npx tsc -p tsconfig.json && npx tsc -p src/sdk/tsconfig.json
 
 typecheck: node_modules
-	@npx tsc -p tsconfig.json --noEmit
+	@npx tsc -p tsconfig.json --noEmit && npx tsc -p src/sdk/tsconfig.json --noEmit

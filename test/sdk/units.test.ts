@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import t from 'tap'
 import { ErrorCodes } from '../../src/errors.js'
-import { Backoff, backoffDelay } from '../../sdk/backoff.js'
-import { GATEWAY_CODES, GatewayError, refusalError, remedyFor, SDK_CODES } from '../../sdk/errors.js'
-import { jwtLifetimeMs } from '../../sdk/tokens.js'
+import { Backoff, backoffDelay } from '../../src/sdk/backoff.js'
+import { GATEWAY_CODES, GatewayError, refusalError, remedyFor, SDK_CODES } from '../../src/sdk/errors.js'
+import { jwtLifetimeMs } from '../../src/sdk/tokens.js'
 import { b64url } from '../support/jwt.js'
 
 t.test('backoff: the ceiling doubles from baseMs up to maxMs, and each delay is drawn below it', async (t) => {
@@ -85,7 +85,7 @@ t.test('jwtLifetimeMs reads exp − iat of a JWT, and nothing else', async (t) =
 })
 
 t.test('the SDK sources import nothing from Node', async (t) => {
-  const dir = new URL('../../sdk/', import.meta.url)
+  const dir = new URL('../../src/sdk/', import.meta.url)
   const sources = readdirSync(dir).filter((name) => name.endsWith('.ts'))
   t.ok(sources.length >= 5)
   for (const name of sources) {

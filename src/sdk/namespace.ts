@@ -1,0 +1,328 @@
+import type { Manager, Socket } from 'socket.io-client'
+import { Backoff, type BackoffOptions } from './backoff.js'
+import { GatewayError, isTransientTokenFailure, refusalError, remedyFor, retryAfterMs, type ErrorDetails } from './errors.js'
+import type { TokenSource } from './tokens.js'
+
+/** The ack of a published event (SPEC §5). */
+export interface PublishAck { ok: true, id: string }
+
+/** What the members of a room receive for a published event (SPEC §5). */
+export interface RelayedMessage<T = unknown> {
+  id: string
+  room: string
+  from: { sub: string }
+  data: T
+  ts: number
+}
+
+/** One namespace of a client (`client.namespace('/chat')`); all of a client's namespaces share one connection. */
+export interface Namespace {
+  readonly name: string
+  readonly connected: boolean
+  /** The rooms the gateway accepted a join for and that were not left: re-joined after every reconnect. */
+  readonly rooms: readonly string[]
+  /** Set once the SDK gave up on this namespace (or the client stopped or closed). */
+  readonly stopped: GatewayError | undefined
+  /** Resolves when connected; rejects with the GatewayError that stopped the namespace. */
+  ready: () => Promise<void>
+  /** Joins a room; rejects with a GatewayError (FORBIDDEN…) or TIMEOUT. */
+  join: (room: string) => Promise<void>
+  leave: (room: string) => Promise<void>
+  /** Sends `event` with `{ room, data }`; resolves with the gateway's ack, rejects with a GatewayError or TIMEOUT. */
+  publish: (event: string, room: string, data: unknown) => Promise<PublishAck>
+  /** Listens to an event from the gateway (a relayed event, `auth:expiring`, `shutdown`…); returns the unsubscribe function. */
+  on: <T = RelayedMessage>(event: string, handler: (payload: T) => void) => () => void
+}
+
+/** What a namespace needs from its client. */
+export interface NamespaceHost {
+  readonly tokens: TokenSource
+  readonly ackTimeoutMs: number
+  readonly backoff: BackoffOptions
+  report: (err: GatewayError) => void
+  connected: (namespace: string) => void
+  disconnected: (namespace: string, reason: string) => void
+  namespaceStopped: (err: GatewayError) => void
+  stopClient: (err: GatewayError) => void
+}
+
+// Socket.IO's own event names: socket.io-client throws on emitting them.
+const SOCKET_IO_RESERVED = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'])
+// Re-joins go out this many at a time: a socket that sends past its packet limit is refused, and past twice it, cut.
+const REJOIN_BATCH = 10
+// The `gateway:error` events that announce the gateway is closing this socket, and why.
+const DISCONNECT_NOTICES = new Set(['disconnect', 'connect', 'flood'])
+// Refusals of a re-join that concern the room itself: it is forgotten. Any other is tried again.
+const ROOM_REFUSALS = new Set<string>(['FORBIDDEN', 'VALIDATION_FAILED'])
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null
+const asGatewayError = (err: unknown): GatewayError => err instanceof GatewayError ? err : new GatewayError('UNAVAILABLE', String(err), { cause: err })
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/**
+ * One Socket.IO namespace socket and what keeps it usable: the token it was
+ * given, its rooms, and what to do when the gateway refuses or drops it. A
+ * dropped transport is reopened by the client (the socket reconnects with it);
+ * a socket the gateway refused or closed is reconnected here.
+ */
+export class NamespaceChannel implements Namespace {
+  private readonly socket: Socket
+  private readonly joined = new Set<string>()
+  private readonly backoff: Backoff
+  // Rejections of the operations awaiting an ack: called when the namespace stops.
+  private readonly pending = new Set<(err: GatewayError) => void>()
+  private retryTimer?: ReturnType<typeof setTimeout>
+  /** The token this socket presented in its handshake or its last accepted `auth:refresh`. */
+  private socketToken?: string
+  private pushing?: string
+  /** A fresh token was fetched for the last refusal: a second token refusal is not a token problem. */
+  private renewedForRetry = false
+  /** Why the gateway is about to close the socket (its `gateway:error` comes just before the disconnect). */
+  private disconnectCause?: GatewayError
+  private stoppedWith?: GatewayError
+  private generation = 0
+
+  constructor (readonly name: string, manager: Manager, private readonly host: NamespaceHost) {
+    this.backoff = new Backoff(host.backoff)
+    // A function, so that every handshake (reconnects included) presents the current token.
+    this.socket = manager.socket(name, { auth: (send) => { this.authenticate(send) } })
+    this.socket.on('connect', () => { this.onConnect() })
+    this.socket.on('connect_error', (err: Error & { data?: unknown }) => { this.onConnectError(err) })
+    this.socket.on('disconnect', (reason: string) => { this.onDisconnect(reason) })
+    this.socket.on('gateway:error', (body: unknown) => { this.onGatewayError(body) })
+    this.socket.on('auth:expiring', () => { this.onExpiring() })
+    this.socket.on('auth:expired', () => { this.renewAndPush() })
+  }
+
+  get connected (): boolean { return this.socket.connected }
+  get rooms (): readonly string[] { return [...this.joined] }
+  get stopped (): GatewayError | undefined { return this.stoppedWith }
+
+  /** Connects unless connected, connecting, stopped, or waiting for the transport. */
+  start (): void {
+    if (this.stoppedWith !== undefined || this.socket.active) return
+    this.socket.connect()
+  }
+
+  /** Waiting for the client to reopen the dropped transport (the socket reconnects with it). */
+  awaitsTransport (): boolean {
+    return this.stoppedWith === undefined && this.socket.active && !this.socket.connected
+  }
+
+  async ready (): Promise<void> {
+    if (this.stoppedWith !== undefined) throw this.stoppedWith
+    if (this.socket.connected) return
+    await new Promise<void>((resolve, reject) => {
+      const fail = (err: GatewayError): void => { this.socket.off('connect', onConnect); reject(err) }
+      const onConnect = (): void => { this.pending.delete(fail); resolve() }
+      this.pending.add(fail)
+      this.socket.once('connect', onConnect)
+    })
+  }
+
+  async join (room: string): Promise<void> {
+    await this.request('join', { room }, { event: 'join', room })
+    this.joined.add(room)
+  }
+
+  async leave (room: string): Promise<void> {
+    // Forgotten at once: whatever becomes of this packet, a reconnect will not join the room again.
+    this.joined.delete(room)
+    await this.request('leave', { room }, { event: 'leave', room })
+  }
+
+  async publish (event: string, room: string, data: unknown): Promise<PublishAck> {
+    if (SOCKET_IO_RESERVED.has(event)) throw new GatewayError('VALIDATION_FAILED', `${event} is a reserved event name`, { details: { namespace: this.name, event, room } })
+    const ack = await this.request(event, { room, data }, { event, room })
+    return { ok: true, id: String(ack.id) }
+  }
+
+  on<T = RelayedMessage>(event: string, handler: (payload: T) => void): () => void {
+    // A listener of its own, so that unsubscribing removes exactly this subscription.
+    const listener = (payload: T): void => { handler(payload) }
+    this.socket.on(event, listener)
+    return () => { this.socket.off(event, listener) }
+  }
+
+  /** Gives a live socket a new token (`auth:refresh`); a refused one reconnects, so a handshake decides. */
+  pushToken (token: string): void {
+    if (!this.socket.connected || token === this.socketToken || token === this.pushing) return
+    this.pushing = token
+    this.request('auth:refresh', { token }, { event: 'auth:refresh' }).then(() => {
+      this.socketToken = token
+    }, (err: GatewayError) => {
+      // No answer (dropped, timed out): the next handshake presents the current token anyway.
+      if (!err.fromGateway) return
+      this.host.report(err)
+      if (!this.socket.connected) return
+      this.socket.disconnect()
+      this.start()
+    }).finally(() => {
+      if (this.pushing === token) this.pushing = undefined
+    })
+  }
+
+  /** Stops for good: pending operations reject with `err`, and nothing reconnects. */
+  stop (err: GatewayError, notify = true): void {
+    if (this.stoppedWith !== undefined) return
+    this.stoppedWith = err
+    clearTimeout(this.retryTimer)
+    this.socket.disconnect()
+    this.socket.sendBuffer = []
+    const pending = [...this.pending]
+    this.pending.clear()
+    for (const fail of pending) fail(err)
+    if (notify) this.host.namespaceStopped(err)
+  }
+
+  /** An emit with an ack and a timeout; a `{ ok: false }` ack rejects with its code. */
+  private async request (event: string, payload: unknown, details: ErrorDetails): Promise<Record<string, unknown>> {
+    if (this.stoppedWith !== undefined) throw this.stoppedWith
+    const where = { ...details, namespace: this.name }
+    const ack = await new Promise<unknown>((resolve, reject) => {
+      const fail = (err: GatewayError): void => { reject(err) }
+      this.pending.add(fail)
+      this.socket.timeout(this.host.ackTimeoutMs).emitWithAck(event, payload).then((answer: unknown) => {
+        this.pending.delete(fail)
+        resolve(answer)
+      }, (err: unknown) => {
+        this.pending.delete(fail)
+        reject(this.noAck(err, where))
+      })
+    })
+    if (isRecord(ack) && ack.ok === true) return ack
+    const refusal = refusalError(isRecord(ack) && isRecord(ack.error) ? ack.error : {}, where)
+    // The token lapsed before its refresh landed (a throttled timer, a slept laptop): replace it now.
+    if (refusal.code === 'TOKEN_EXPIRED' && event !== 'auth:refresh') this.renewAndPush()
+    throw refusal
+  }
+
+  private noAck (err: unknown, details: ErrorDetails): GatewayError {
+    if (this.stoppedWith !== undefined) return this.stoppedWith
+    // socket.io-client's own wording for an ack that timed out (the packet is also dropped from its send buffer).
+    if (err instanceof Error && err.message === 'operation has timed out') return new GatewayError('TIMEOUT', `No ack within ${this.host.ackTimeoutMs} ms`, { details })
+    return new GatewayError('DISCONNECTED', 'The connection dropped before the ack arrived', { details, cause: err })
+  }
+
+  private authenticate (send: (data: object) => void): void {
+    this.host.tokens.usable().then((token) => {
+      // Stopped, closed or abandoned while the token was on its way: send no handshake.
+      if (this.stoppedWith !== undefined || !this.socket.active) return
+      this.socketToken = token
+      send({ token })
+    }, (err: unknown) => {
+      if (this.stoppedWith !== undefined || !this.socket.active) return
+      // Not connected, so this only detaches the socket; it is started again after the delay.
+      this.socket.disconnect()
+      this.onTokenFailure(asGatewayError(err))
+    })
+  }
+
+  private onTokenFailure (err: GatewayError): void {
+    this.host.report(err)
+    if (isTransientTokenFailure(err.code) || err.code === 'CLOSED') this.retryLater(err)
+    else this.host.stopClient(err)
+  }
+
+  private onConnect (): void {
+    const generation = ++this.generation
+    this.backoff.reset()
+    this.renewedForRetry = false
+    this.disconnectCause = undefined
+    this.host.connected(this.name)
+    // A refresh that happened while this socket was connecting reached the others only.
+    const current = this.host.tokens.current()
+    if (current !== undefined && current !== this.socketToken) this.pushToken(current)
+    void this.rejoin([...this.joined], generation)
+  }
+
+  private onConnectError (err: Error & { data?: unknown }): void {
+    // A transport failure carries no code: the client reopens the connection and this socket follows.
+    if (!isRecord(err.data) || typeof err.data.code !== 'string') return
+    this.onRefused(refusalError(err.data, { namespace: this.name, event: 'connect' }))
+  }
+
+  private onDisconnect (reason: string): void {
+    if (reason === 'io client disconnect') return
+    this.host.disconnected(this.name, reason)
+    // Any other reason is the transport's: the client reopens it.
+    if (reason !== 'io server disconnect') return
+    const cause = this.disconnectCause
+    this.disconnectCause = undefined
+    if (cause !== undefined) this.onRefused(cause)
+    else this.retryLater()
+  }
+
+  private onGatewayError (body: unknown): void {
+    if (isRecord(body) && typeof body.event === 'string' && DISCONNECT_NOTICES.has(body.event)) {
+      this.disconnectCause = refusalError(body, { namespace: this.name, event: 'disconnect' })
+    }
+  }
+
+  /** The remedies of SPEC §6 refusals; see `remedyFor`. */
+  private onRefused (err: GatewayError): void {
+    this.host.report(err)
+    switch (remedyFor(err.code)) {
+      case 'renew-token':
+        if (this.renewedForRetry) return this.host.stopClient(err)
+        this.renewedForRetry = true
+        this.host.tokens.renew(this.socketToken).then(() => { this.start() }, (failure: unknown) => { this.onTokenFailure(asGatewayError(failure)) })
+        return
+      case 'retry':
+        return this.retryLater(err)
+      case 'stop-namespace':
+        return this.stop(err)
+      case 'stop-client':
+        return this.host.stopClient(err)
+    }
+  }
+
+  private retryLater (err?: GatewayError): void {
+    if (this.stoppedWith !== undefined || this.retryTimer !== undefined) return
+    const delay = Math.max(this.backoff.next(), err === undefined ? 0 : retryAfterMs(err))
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      this.start()
+    }, delay)
+  }
+
+  /** `auth:expiring`: give the socket the newer token the client holds, or get one if a refresh is due. */
+  private onExpiring (): void {
+    const current = this.host.tokens.current()
+    if (current !== undefined && current !== this.socketToken) this.pushToken(current)
+    else if (this.host.tokens.refreshDue()) this.renewAndPush()
+  }
+
+  private renewAndPush (): void {
+    this.host.tokens.renew(this.socketToken).then((token) => { this.pushToken(token) }, (err: unknown) => {
+      const failure = asGatewayError(err)
+      this.host.report(failure)
+      // A transient failure is retried by the token source's timer, or at the next handshake.
+      if (!isTransientTokenFailure(failure.code) && failure.code !== 'CLOSED') this.host.stopClient(failure)
+    })
+  }
+
+  /** Joins the remembered rooms again, a batch at a time; a room the policy now refuses is dropped and reported. */
+  private async rejoin (rooms: string[], generation: number): Promise<void> {
+    for (let i = 0; i < rooms.length; i += REJOIN_BATCH) {
+      const batch = rooms.slice(i, i + REJOIN_BATCH).filter((room) => this.joined.has(room))
+      const results = await Promise.allSettled(batch.map(async (room) => { await this.request('join', { room }, { event: 'join', room }) }))
+      // Dropped again (or reconnected meanwhile): the next connect starts over.
+      if (generation !== this.generation || !this.socket.connected) return
+      let waitMs = 0
+      results.forEach((result, j) => {
+        if (result.status === 'fulfilled') return
+        const err = asGatewayError(result.reason)
+        if (ROOM_REFUSALS.has(err.code)) {
+          this.joined.delete(batch[j])
+          this.host.report(err)
+        } else if (err.fromGateway) {
+          // Rate limited, or the token lapsed (its refresh is on the way): try this room again shortly.
+          rooms.push(batch[j])
+          waitMs = Math.max(waitMs, retryAfterMs(err), 1000)
+        }
+      })
+      if (waitMs > 0) await sleep(waitMs)
+    }
+  }
+}
