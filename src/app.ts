@@ -42,14 +42,23 @@ export interface BuildOptions {
 const LOG_FLUSH_MS = 200
 const LOG_BUFFER_BYTES = 8 * 1024
 
-function bufferedStdout (): { stream: ReturnType<typeof destination>, close: () => void } {
+// How long the close waits for a write already in flight (a stdout pipe that stopped reading must not hold the exit).
+const LOG_DRAIN_MAX_MS = 1000
+
+function bufferedStdout (): { stream: ReturnType<typeof destination>, close: () => Promise<void> } {
   const stream = destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES })
   const timer = setInterval(() => { stream.flush() }, LOG_FLUSH_MS)
   timer.unref()
   return {
     stream,
-    close: () => {
+    close: async () => {
       clearInterval(timer)
+      // flushSync skips a chunk whose asynchronous write is still in flight: wait for that write first,
+      // so lines reach stdout whole and in order (some audit rows exist only as log lines).
+      await new Promise<void>((resolve) => {
+        const giveUp = setTimeout(resolve, LOG_DRAIN_MAX_MS)
+        stream.flush(() => { clearTimeout(giveUp); resolve() })
+      })
       try { stream.flushSync() } catch { /* stdout already gone: nothing left to tell */ }
     }
   }
@@ -70,10 +79,10 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   const buffered = options.logStream === undefined ? bufferedStdout() : undefined
   const app = Fastify({
     logger: { level: config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, stream: options.logStream ?? buffered!.stream },
-    // No access line per request: every authentication attempt already writes its own line (SPEC §7),
-    // errors are logged by the error handler, and durations are in /metrics. Two more lines per
-    // token request cost more than issuing the token's signature.
-    logController: new LogController({ disableRequestLogging: true }),
+    // No access line per request at info and above: every authentication attempt already writes its own
+    // line (SPEC §7), errors are logged by the error handler, and durations are in /metrics. Two more
+    // lines per token request cost more than issuing the token's signature. At debug and trace they are back.
+    logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.logLevel) }),
     trustProxy: fastifyTrustProxy(config.trustProxy),
     bodyLimit: config.bodyLimit,
     ...(config.tls !== undefined ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}) as { https?: null },
@@ -95,7 +104,7 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   })
   // onClose hooks run in reverse order of registration: this first one runs last, after every
   // other hook has logged what it had to say.
-  if (buffered !== undefined) app.addHook('onClose', async () => { buffered.close() })
+  if (buffered !== undefined) app.addHook('onClose', async () => { await buffered.close() })
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const refusal = toGatewayError(err)
@@ -118,8 +127,14 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(configPlugin, { config })
   // The API answers JSON only: its policy forbids every resource and framing (OWASP's advice for APIs),
   // which is also a header a third the size of helmet's default. The docs UI sends its own (staticCSP).
-  void app.register(fastifyHelmet, { global: true, contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } })
-  void app.register(fastifyCors, { origin: config.corsOrigins.length > 0 ? config.corsOrigins : false, credentials: true })
+  void app.register(fastifyHelmet, {
+    global: true,
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    // Framed by nobody, as the policy says (X-Frame-Options for browsers without frame-ancestors).
+    frameguard: { action: 'deny' }
+  })
+  // Retry-After on a 429/503 is for the SDK too, which a browser only lets it read when exposed.
+  void app.register(fastifyCors, { origin: config.corsOrigins.length > 0 ? config.corsOrigins : false, credentials: true, exposedHeaders: ['Retry-After'] })
   void app.register(fastifySwagger, {
     openapi: {
       info: { title: 'Spark Gateway', version: '0.1.0', description: 'API keys, tokens, policies and publish in front of Socket.IO' },

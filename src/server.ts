@@ -39,8 +39,7 @@ try {
   await app.listen({ host: config.host, port: config.port })
 } catch (err) {
   app.log.fatal({ err }, 'could not start')
-  // Closing writes the buffered log lines (this one included) before the exit.
-  await app.close().catch(() => {})
+  // pino's asynchronous destination writes what it holds (this line included) on exit.
   process.exit(1)
 }
 

@@ -54,21 +54,26 @@ function headerSuppliesKey (encodedHeader: string): boolean {
   }
 }
 
-// The gateway's own tokens share one or two encoded headers: each is decoded once. The memo stops growing
-// when full, so headers made up by a client cost the decode every time and never evict the real ones.
+// The gateway's own tokens share one or two encoded headers: each is decoded once per instance. Only short
+// headers are kept (a client's token may be ~1 MB), and the memo stops growing when full, so headers
+// made up by a client cost the decode every time and never evict the real ones.
 const HEADER_MEMO_MAX = 32
-const headerMemo = new Map<string, boolean>()
+const HEADER_MEMO_MAX_LENGTH = 128
 
-function tokenSuppliesKey (token: string): boolean {
-  const dot = token.indexOf('.')
-  if (dot <= 0) return false
-  const encodedHeader = token.slice(0, dot)
-  let supplies = headerMemo.get(encodedHeader)
-  if (supplies === undefined) {
-    supplies = headerSuppliesKey(encodedHeader)
-    if (headerMemo.size < HEADER_MEMO_MAX) headerMemo.set(encodedHeader, supplies)
+function createTokenHeaderCheck (): (token: string) => boolean {
+  const memo = new Map<string, boolean>()
+  return (token) => {
+    const dot = token.indexOf('.')
+    if (dot <= 0) return false
+    const encodedHeader = token.slice(0, dot)
+    let supplies = memo.get(encodedHeader)
+    if (supplies === undefined) {
+      supplies = headerSuppliesKey(encodedHeader)
+      // A copy, not a slice: a slice would keep the whole token alive.
+      if (memo.size < HEADER_MEMO_MAX && dot <= HEADER_MEMO_MAX_LENGTH) memo.set(Buffer.from(encodedHeader).toString(), supplies)
+    }
+    return supplies
   }
-  return supplies
 }
 
 // Delegated end-user tokens never carry the scopes that manage the gateway.
@@ -90,6 +95,7 @@ export default fp(async (app) => {
   app.decorate('signingKeys', signingKeys)
   app.decorate('assertKeyUsable', (key: ApiKeyRecord, ip: string) => { checkKeyState(key, ip) })
   const rootHash = config.adminApiKey === undefined ? undefined : hashSecret(config.adminApiKey)
+  const tokenSuppliesKey = createTokenHeaderCheck()
 
   function checkKeyState (key: ApiKeyRecord, ip: string): void {
     if (key.revokedAt !== null) throw refuse('KEY_REVOKED', key.id)
