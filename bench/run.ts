@@ -391,9 +391,12 @@ function goalLines (results: ScenarioResult[]): string[] {
     for (const row of rows(result)) {
       if (row.metric.goal === undefined || row.goalRatio === undefined) continue
       const of = row.metric.goal.of ?? 'B'
-      const b = verdict(result, of)
+      // The verdict of the variant under test, whichever side of the ratio it is on (A/B goals included).
+      const subject = [of, row.metric.goal.to ?? 'A'].find((l) => l.startsWith('B')) ?? of
+      const b = verdict(result, subject)
       lines.push(`${result.name} ${row.metric.label}: ${of}/${row.metric.goal.to ?? 'A'} ${row.goalRatio.median.toFixed(3)} (pairs ${row.goalRatio.min.toFixed(2)}–${row.goalRatio.max.toFixed(2)}), goal ${row.metric.goal.text}: ` +
-        `${row.goalMet === true ? 'met' : 'NOT met'}${b !== undefined && b.verdict !== 'server-bound' ? ` [${of} ${b.verdict}]` : ''}`)
+        `${row.goalMet === true ? 'met' : 'NOT met'}${b !== undefined && b.verdict !== 'server-bound' ? ` [${subject} ${b.verdict}]` : ''}` +
+        `${row.goalMet !== true && row.metric.goal.cost !== undefined ? `. Cost: ${row.metric.goal.cost}` : ''}`)
     }
   }
   return lines
@@ -448,12 +451,16 @@ function startStores (log: (msg: string) => void): { stop: () => void } {
   }
 }
 
-/** Pins the postmaster (its backends, forked later, inherit it) and redis-server to the load CPU. */
+/**
+ * Pins redis-server, the postmaster and the processes it already forked (writer, checkpointer,
+ * autovacuum…) to the load CPU; backends forked later inherit the postmaster's affinity.
+ */
 function pinStores (serversDir: string | undefined): void {
   if (serversDir === undefined) return
   const pids = [join(serversDir, 'pgdata/postmaster.pid'), join(serversDir, 'redis.pid')]
     .filter((file) => existsSync(file)).map((file) => readFileSync(file, 'utf8').split('\n')[0].trim())
-  for (const pid of pids) spawnSync('taskset', ['-a', '-p', '-c', LOAD_CPU, pid], { stdio: 'ignore' })
+  const children = pids.flatMap((pid) => spawnSync('pgrep', ['-P', pid], { encoding: 'utf8' }).stdout.split('\n').filter((c) => c.trim() !== ''))
+  for (const pid of [...pids, ...children]) spawnSync('taskset', ['-a', '-p', '-c', LOAD_CPU, pid.trim()], { stdio: 'ignore' })
 }
 
 async function main (): Promise<void> {
@@ -487,30 +494,35 @@ async function main (): Promise<void> {
   const pathProfiles: PathProfile[] = []
   const wantedPaths = PATH_PROFILES.filter(({ step }) => wants(step))
   const stores = wanted.length > 0 || wants('profile') || wantedPaths.length > 0 ? startStores(log) : undefined
+  // Ctrl-C skips the finally below: the private PostgreSQL and Redis are stopped here instead
+  // (the children exit with their IPC channel).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      try { stores?.stop() } finally { process.exit(130) }
+    })
+  }
   try {
     log(fromSource ? 'servers run from source (tsx)' : 'compiling the servers (tsc)…')
     buildServers()
     log('starting servers…')
-    // The profiled pair starts with the first scenario's servers and waits idle for the profile step.
-    const profiledPair = wants('profile')
-      ? Promise.all([startProfiledServer('gateway', 'B', scratch), startProfiledServer('baseline', 'A', scratch)])
-        .then((pair) => { profiled.push(...pair); return pair })
-      : undefined
     for (const [name, run] of wanted) {
       log(`${name}…`)
       results.push(await run(settings, pool))
     }
-    if (profiledPair !== undefined) {
-      const [profiledB, profiledA] = await profiledPair
+    // The profiles come after the scenarios, each server started only for its own window (profilePair):
+    // a server idling under --cpu-prof still samples, and would share CPU 0 with a measurement.
+    if (wants('profile') || wantedPaths.length > 0) await pool.stopAll()
+    if (wants('profile')) {
       log('profiles of B and A under the relay load…')
       const summarize = (run: ProfileRun): ProfiledServer => ({ ...summarized(run.file, run.window), window: run.window, opsPerSec: run.msgsPerSec, cpuUsPerOp: run.cpuUsPerPublish })
-      const b = await profileRelay(settings, profiledB, scratch, join(PROFILES, 'relay-gateway.cpuprofile'), settings.profileSeconds)
-      const a = await profileRelay(settings, profiledA, scratch, join(PROFILES, 'relay-baseline.cpuprofile'), settings.profileSeconds)
-      profile = { B: summarize(b), A: summarize(a) }
+      const one = async (kind: 'gateway' | 'baseline', label: string, file: string): Promise<ProfiledServer> => {
+        const server = await startProfiledServer(kind, label, scratch)
+        profiled.push(server)
+        return summarize(await profileRelay(settings, server, scratch, join(PROFILES, file), settings.profileSeconds))
+      }
+      const B = await one('gateway', 'B', 'relay-gateway.cpuprofile')
+      profile = { B, A: await one('baseline', 'A', 'relay-baseline.cpuprofile') }
     }
-    // Each starts its own profiled pair here, after the scenarios, so idle profiled servers never share CPU 0 with a measurement;
-    // the scenarios' servers go first for the same reason.
-    if (wantedPaths.length > 0) await pool.stopAll()
     for (const { step, scenario, unit, run } of wantedPaths) {
       log(`profiles of B and A per ${unit.op} (${step})…`)
       const pair = await run(settings, scratch, PROFILES, settings.profileSeconds)

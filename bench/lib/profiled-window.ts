@@ -72,21 +72,22 @@ export async function profileWindow (options: {
 }
 
 /**
- * Starts B (the gateway) and A (bare Socket.IO) under --cpu-prof in parallel,
- * each minting `tokens` tokens, and profiles B then A with `profile` (which
- * stops its server, see profileWindow). Both are stopped whatever failed.
+ * Profiles B (the gateway), then A (bare Socket.IO), each started under
+ * --cpu-prof only for its own window (minting `tokens` tokens) and stopped
+ * after it whatever failed; `profile` stops its server (see profileWindow).
  */
 export async function profilePair (scratch: string, tokens: number, profile: (server: ServerHandle) => Promise<ProfiledWindow>): Promise<{ B: ProfiledWindow, A: ProfiledWindow }> {
-  const started = await Promise.allSettled([startProfiledServer('gateway', 'B', scratch, tokens), startProfiledServer('baseline', 'A', scratch, tokens)])
-  const servers = started.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
-  try {
-    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
-    if (failed !== undefined) throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason))
-    const [b, a] = servers
-    const B = await profile(b)
-    return { B, A: await profile(a) }
-  } finally {
-    // A no-op for the ones profileWindow already stopped.
-    for (const server of servers) await server.stop().catch(() => {})
+  // One at a time: a server idling under --cpu-prof still samples (about a tenth of a core), and
+  // would take that from the other's measured window on the same CPU.
+  const one = async (kind: 'gateway' | 'baseline', label: string): Promise<ProfiledWindow> => {
+    const server = await startProfiledServer(kind, label, scratch, tokens)
+    try {
+      return await profile(server)
+    } finally {
+      // A no-op when profileWindow already stopped it.
+      await server.stop().catch(() => {})
+    }
   }
+  const B = await one('gateway', 'B')
+  return { B, A: await one('baseline', 'A') }
 }

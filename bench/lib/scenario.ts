@@ -43,8 +43,8 @@ export interface Metric {
   /** Which direction is better; ratios are always B/A. */
   better: 'higher' | 'lower'
   byVariant: Record<string, Summary>
-  /** The goal on a ratio (B/A unless `of`/`to` say otherwise), when the brief sets one. */
-  goal?: { op: '>=' | '<=', value: number, text: string, of?: string, to?: string }
+  /** The goal on a ratio (B/A unless `of`/`to` say otherwise), when the brief sets one; `cost` names where a miss goes. */
+  goal?: { op: '>=' | '<=', value: number, text: string, of?: string, to?: string, cost?: string }
 }
 
 export interface ScenarioResult {

@@ -130,7 +130,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
           unit: 'µs',
           better: 'lower',
           byVariant: by('cpuUsPerHandshake'),
-          ...(c.refused ? {} : { goal: { op: '<=' as const, value: 1.15, text: 'handshake CPU ≤ 1.15× bare (B/A)' } })
+          ...(c.refused ? {} : { goal: { op: '<=' as const, value: 1.15, text: 'handshake CPU ≤ 1.15× bare (B/A)', cost: 'JWT verification (Ck pays it too), the attempt\'s audit row and log line, the gates and per-socket protocol (packet gate, key and user rooms, expiry watch), in µs under "Profile: where B\'s CPU per handshake goes"' } })
         }
       ]
     }

@@ -255,8 +255,10 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     // Notes on each run that missed its target or lost messages, per variant and rate.
     const incidents: string[] = []
     const errors: string[] = []
-    for (let t = 0; t < settings.trials; t++) {
-      for (const rate of RATES) {
+    // Every 20k trial before any 50k one: a saturated 50k window leaves a backlog (and ~150k packets in
+    // the connection-state-recovery buffers) that would land in the next 20k window.
+    for (const rate of RATES) {
+      for (let t = 0; t < settings.trials; t++) {
         for (const label of trialOrder(labels, t)) {
           const { window, counts, finished } = await measure(rigs.get(label)!, rate, settings.seconds, rampMs)
           if (finished.refused > 0 || finished.lostDeliveries > 0) {
@@ -315,7 +317,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
           unit: 'ms',
           better: 'lower',
           byVariant: by(`p99Ms_${r}`),
-          ...(rate === RATES[0] ? { goal: { op: '<=' as const, value: 1.5, text: 'B/A ≤ 1.5' } } : {})
+          ...(rate === RATES[0] ? { goal: { op: '<=' as const, value: 1.5, text: 'B/A ≤ 1.5', cost: 'at 20k msg/s one core runs ~85% busy for A and B alike, so p99 is queueing decided by moments the core is taken; CPU per publish (the row above) is the steady comparison' } } : {})
         },
         { key: `p999Ms_${r}`, label: `@${r}/s: ack latency p99.9`, unit: 'ms', better: 'lower', byVariant: by(`p999Ms_${r}`) },
         { key: `cpuUsPerPublish_${r}`, label: `@${r}/s: server CPU per publish`, unit: 'µs', better: 'lower', byVariant: by(`cpuUsPerPublish_${r}`) },
