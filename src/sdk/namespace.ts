@@ -46,8 +46,10 @@ export interface NamespaceHost {
   stopClient: (err: GatewayError) => void
 }
 
-// Socket.IO's own event names: socket.io-client throws on emitting them.
-const SOCKET_IO_RESERVED = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'])
+// Names publish() must not send: Socket.IO's own (socket.io-client throws on them) and the events the
+// gateway handles or emits itself (its isReservedEvent, src/sockets/types.ts): they are no room messages.
+const RESERVED_EVENTS = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener', 'join', 'leave', 'error', 'shutdown', 'alert'])
+const isReservedEvent = (event: string): boolean => RESERVED_EVENTS.has(event) || event.startsWith('auth:') || event.startsWith('gateway:')
 // Re-joins go out this many at a time: a socket that sends past its packet limit is refused, and past twice it, cut.
 const REJOIN_BATCH = 10
 // The `gateway:error` events that announce the gateway is closing this socket, and why.
@@ -72,6 +74,8 @@ export class NamespaceChannel implements Namespace {
   // Rejections of the operations awaiting an ack: called when the namespace stops.
   private readonly pending = new Set<(err: GatewayError) => void>()
   private retryTimer?: ReturnType<typeof setTimeout>
+  /** A refused `auth:refresh` to be pushed again on the same socket. */
+  private pushTimer?: ReturnType<typeof setTimeout>
   /** The token this socket presented in its handshake or its last accepted `auth:refresh`. */
   private socketToken?: string
   private pushing?: string
@@ -132,9 +136,12 @@ export class NamespaceChannel implements Namespace {
   }
 
   async publish (event: string, room: string, data: unknown): Promise<PublishAck> {
-    if (SOCKET_IO_RESERVED.has(event)) throw new GatewayError('VALIDATION_FAILED', `${event} is a reserved event name`, { details: { namespace: this.name, event, room } })
+    const details = { namespace: this.name, event, room }
+    if (isReservedEvent(event)) throw new GatewayError('VALIDATION_FAILED', `${event} is a reserved event name`, { details })
     const ack = await this.request(event, { room, data }, { event, room })
-    return { ok: true, id: String(ack.id) }
+    // An ack without its message id is no ack of a relayed event (SPEC §5).
+    if (typeof ack.id !== 'string') throw new GatewayError('UNAVAILABLE', 'The gateway acked without a message id', { details })
+    return { ok: true, id: ack.id }
   }
 
   on<T = RelayedMessage>(event: string, handler: (payload: T) => void): () => void {
@@ -144,7 +151,11 @@ export class NamespaceChannel implements Namespace {
     return () => { this.socket.off(event, listener) }
   }
 
-  /** Gives a live socket a new token (`auth:refresh`); a refused one reconnects, so a handshake decides. */
+  /**
+   * Gives a live socket a new token (`auth:refresh`). A refusal that waiting
+   * fixes (rate limit…) is pushed again later on the same socket; any other
+   * reconnects, so a handshake decides.
+   */
   pushToken (token: string): void {
     if (!this.socket.connected || token === this.socketToken || token === this.pushing) return
     this.pushing = token
@@ -155,6 +166,8 @@ export class NamespaceChannel implements Namespace {
       if (!err.fromGateway) return
       this.host.report(err)
       if (!this.socket.connected) return
+      // The socket's token still works meanwhile (SPEC §7: live sockets keep working): no need to drop it.
+      if (remedyFor(err.code) === 'retry' && this.host.tokens.heldUnexpired()) return this.pushLater(err)
       this.socket.disconnect()
       this.start()
     }).finally(() => {
@@ -162,11 +175,23 @@ export class NamespaceChannel implements Namespace {
     })
   }
 
+  /** Pushes the held token again after the backoff delay (or `retryAfter`, when longer). */
+  private pushLater (err: GatewayError): void {
+    if (this.pushTimer !== undefined) return
+    const delay = Math.max(this.backoff.next(), retryAfterMs(err))
+    this.pushTimer = setTimeout(() => {
+      this.pushTimer = undefined
+      const current = this.host.tokens.current()
+      if (this.stoppedWith === undefined && current !== undefined) this.pushToken(current)
+    }, delay)
+  }
+
   /** Stops for good: pending operations reject with `err`, and nothing reconnects. */
   stop (err: GatewayError, notify = true): void {
     if (this.stoppedWith !== undefined) return
     this.stoppedWith = err
     clearTimeout(this.retryTimer)
+    clearTimeout(this.pushTimer)
     this.socket.disconnect()
     this.socket.sendBuffer = []
     const pending = [...this.pending]
@@ -237,8 +262,12 @@ export class NamespaceChannel implements Namespace {
   }
 
   private onConnectError (err: Error & { data?: unknown }): void {
-    // A transport failure carries no code: the client reopens the connection and this socket follows.
-    if (!isRecord(err.data) || typeof err.data.code !== 'string') return
+    if (!isRecord(err.data) || typeof err.data.code !== 'string') {
+      // Socket.IO itself refused the namespace ('Invalid namespace'): the socket is detached, nothing would retry it.
+      if (!this.socket.active) this.onRefused(new GatewayError('NOT_FOUND', err.message, { details: { namespace: this.name, event: 'connect' } }))
+      // Else a transport failure: the client reopens the connection and this socket follows.
+      return
+    }
     this.onRefused(refusalError(err.data, { namespace: this.name, event: 'connect' }))
   }
 
@@ -266,6 +295,8 @@ export class NamespaceChannel implements Namespace {
       case 'renew-token':
         if (this.renewedForRetry) return this.host.stopClient(err)
         this.renewedForRetry = true
+        // Refused, so never presented again: should renewing fail for now, the retry fetches anew.
+        this.host.tokens.discard(this.socketToken)
         this.host.tokens.renew(this.socketToken).then(() => { this.start() }, (failure: unknown) => { this.onTokenFailure(asGatewayError(failure)) })
         return
       case 'retry':

@@ -32,6 +32,8 @@ export interface TokenSourceOptions {
 
 // setTimeout holds a signed 32-bit delay; a longer one would fire at once.
 const MAX_TIMER_MS = 2 ** 31 - 1
+// A lifetime of 0 (or one shorter than a round trip) must not make the refresh timer spin.
+const MIN_TIMER_MS = 1000
 
 /**
  * The client's current token: fetched once for all its connections (concurrent
@@ -52,6 +54,20 @@ export class TokenSource {
 
   current (): string | undefined {
     return this.held?.value
+  }
+
+  /** True while a token is held and has not expired (one of unknown lifetime counts as unexpired). */
+  heldUnexpired (): boolean {
+    const held = this.held
+    return held !== undefined && (held.expiresAt === undefined || Date.now() < held.expiresAt)
+  }
+
+  /** Forgets `token` if it is the held one (the gateway refused it), so that the next request fetches anew. */
+  discard (token: string | undefined): void {
+    if (token === undefined || this.held?.value !== token) return
+    this.held = undefined
+    clearTimeout(this.timer)
+    this.timer = undefined
   }
 
   /** True when the held token should be replaced now: past its refresh point, or of unknown lifetime. */
@@ -111,7 +127,7 @@ export class TokenSource {
     clearTimeout(this.timer)
     this.timer = undefined
     if (this.closed || delayMs === undefined) return
-    this.timer = setTimeout(() => { this.refreshOnTimer() }, Math.min(Math.max(0, delayMs), MAX_TIMER_MS))
+    this.timer = setTimeout(() => { this.refreshOnTimer() }, Math.min(Math.max(MIN_TIMER_MS, delayMs), MAX_TIMER_MS))
   }
 
   private refreshOnTimer (): void {

@@ -1,4 +1,6 @@
+import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
+import { Server } from 'socket.io'
 import t from 'tap'
 import { GatewayError, type RelayedMessage } from '../../src/sdk/index.js'
 import { buildApp, listen, mintToken, sleep } from '../helper.js'
@@ -57,6 +59,10 @@ t.test('a refused publish or join rejects with a typed GatewayError and changes 
   t.same([join.code, join.details.event, join.details.room], ['FORBIDDEN', 'join', 'elsewhere'])
   t.same(chat.rooms, [], 'a refused join is not remembered')
   t.equal((await rejection(chat.publish('connect', 'lobby', 'x'))).code, 'VALIDATION_FAILED', 'a Socket.IO reserved name, refused before sending')
+  for (const event of ['join', 'leave', 'auth:refresh', 'auth:expired', 'gateway:error', 'shutdown', 'alert', 'error']) {
+    const err = await rejection(chat.publish(event, 'lobby', 'x'))
+    t.same([err.code, err.message], ['VALIDATION_FAILED', `${event} is a reserved event name`], `${event}: handled by the gateway, refused before sending`)
+  }
 
   t.match(await chat.publish('message', 'lobby', 'still fine'), { ok: true })
   t.ok(chat.connected)
@@ -191,4 +197,34 @@ t.test('no ack within ackTimeoutMs rejects with TIMEOUT; close() rejects what is
   t.same((await Promise.all(pending)).map((e) => e.code), ['CLOSED', 'CLOSED'])
   t.equal(client.stopped?.code, 'CLOSED')
   t.same(client.seen.stopped, [], 'closing is not a failure')
+})
+
+t.test('an unknown namespace stops with NOT_FOUND instead of hanging; the client goes on', async (t) => {
+  const app = await buildApp(t, ROOMY_LIMITS)
+  const { apiKey } = await keyWithPolicy(app, CHAT_RULES)
+  const url = await listen(app)
+  const client = sdkClient(t, { url, apiKey, tokenRequest: { sub: 'alice' }, ...FAST, ackTimeoutMs: 5000 })
+  const nope = client.namespace('/nope')
+  const hang = async (): Promise<never> => { await sleep(3000); throw new Error('still waiting after 3 s') }
+  const err = await rejection(Promise.race([nope.ready(), hang()]))
+  t.same([err.code, err.message, err.details], ['NOT_FOUND', 'Invalid namespace', { namespace: '/nope', event: 'connect' }])
+  t.equal(nope.stopped, err)
+  t.equal((await rejection(Promise.race([nope.publish('message', 'lobby', 'x'), hang()]))).code, 'NOT_FOUND', 'publish rejects at once')
+  t.same([client.seen.stopped, client.seen.errors], [[err], [err]], 'surfaced through stopped and error')
+  t.equal(client.stopped, undefined, 'the namespace only')
+  t.match(await client.namespace('/chat').publish('message', 'lobby', 'x'), { ok: true })
+})
+
+t.test('a publish ack without a string id is rejected, not turned into the id "undefined"', async (t) => {
+  const http = createHttpServer()
+  const io = new Server(http)
+  io.of('/chat').on('connection', (socket) => {
+    socket.on('message', (_payload: unknown, ack: (answer: unknown) => void) => { ack({ ok: true }) })
+  })
+  await new Promise<void>((resolve) => { http.listen(0, '127.0.0.1', resolve) })
+  t.teardown(async () => { await io.close() })
+  const { port } = http.address() as { port: number }
+  const client = sdkClient(t, { url: `http://127.0.0.1:${port}`, getToken: () => 'opaque', ...FAST })
+  const err = await rejection(client.namespace('/chat').publish('message', 'lobby', 'x'))
+  t.same([err.code, err.message], ['UNAVAILABLE', 'The gateway acked without a message id'])
 })

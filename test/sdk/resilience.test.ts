@@ -162,3 +162,55 @@ t.test('a refused auth:refresh (a token of another subject) makes the namespace 
   t.same(chatSockets(app).map((s) => s.data.principal.sub), ['carol'], 'the new handshake carried the new token')
   t.equal(client.stopped, undefined)
 })
+
+t.test('an auth:refresh refused for a while (socket rate limit) is pushed again on the same socket, not reconnected', async (t) => {
+  const app = await buildApp(t, { ...ROOMY_LIMITS, RATE_LIMIT_SOCKET: '5/second' })
+  const { apiKey } = await keyWithPolicy(app, CHAT_RULES)
+  const url = await listen(app)
+  const client = sdkClient(t, { url, apiKey, tokenRequest: { sub: 'alice', ttl: 4 }, ...FAST })
+  const chat = client.namespace('/chat')
+  await chat.ready()
+  const [socket] = chatSockets(app)
+  const firstExp = socket.data.principal.exp ?? 0
+  // 'token' is emitted just before the new token is pushed: use up the socket's window first, so the refresh is refused.
+  let flooded = false
+  client.on('token', () => {
+    if (flooded) return
+    flooded = true
+    for (let i = 0; i < 5; i++) void chat.publish('message', 'lobby', i)
+  })
+
+  await eventually(() => (socket.data.principal.exp ?? 0) > firstExp, 5000, 'the server took the new token')
+  t.ok(flooded, 'the refresh went out behind a full window')
+  // Timers may fire a millisecond before the window ends: a second refusal is the same story.
+  const refusals = client.seen.errors.map((e) => `${e.code} ${e.details.event ?? ''}`)
+  t.ok(refusals.length >= 1 && refusals.every((r) => r === 'RATE_LIMITED auth:refresh'), `refused (${refusals.join(', ')}), then accepted`)
+  t.same(chatSockets(app).map((s) => s.id), [socket.id], 'the same socket')
+  t.same([client.seen.connects, client.seen.disconnects], [['/chat'], []], 'no new handshake')
+  t.match(await chat.publish('message', 'lobby', 'x'), { ok: true })
+})
+
+t.test('a revoked token whose renewal fails for a moment: the retry fetches a new token, not the refused one again', async (t) => {
+  const app = await buildApp(t, ROOMY_LIMITS)
+  const { apiKey } = await keyWithPolicy(app, CHAT_RULES)
+  const url = await listen(app)
+  const tokens = appTokens(app, apiKey, 'alice')
+  let failNext = false
+  const getToken = async (): Promise<{ accessToken: string, expiresIn: number }> => {
+    if (failNext) {
+      failNext = false
+      throw new Error('backend busy')
+    }
+    return await tokens.getToken()
+  }
+  const client = sdkClient(t, { url, getToken, ...FAST })
+  const chat = client.namespace('/chat')
+  await chat.join('lobby')
+  failNext = true
+  const res = await app.inject({ method: 'POST', url: '/auth/revoke', headers: { authorization: `Bearer ${tokens.last()}` } })
+  t.equal(res.statusCode, 204)
+  await eventually(() => client.seen.connects.length === 2 && roomSize(app, '/chat', 'lobby') === 1, 4000, 'reconnected')
+  t.same(client.seen.errors.map((e) => e.code), ['TOKEN_REVOKED', 'UNAVAILABLE'])
+  t.equal(tokens.calls(), 2, 'a new token was fetched once the backend answered')
+  t.same([client.stopped, client.seen.stopped], [undefined, []])
+})

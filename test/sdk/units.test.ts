@@ -3,7 +3,7 @@ import t from 'tap'
 import { ErrorCodes } from '../../src/errors.js'
 import { Backoff, backoffDelay } from '../../src/sdk/backoff.js'
 import { GATEWAY_CODES, GatewayError, refusalError, remedyFor, SDK_CODES } from '../../src/sdk/errors.js'
-import { jwtLifetimeMs } from '../../src/sdk/tokens.js'
+import { jwtLifetimeMs, TokenSource } from '../../src/sdk/tokens.js'
 import { b64url } from '../support/jwt.js'
 
 t.test('backoff: the ceiling doubles from baseMs up to maxMs, and each delay is drawn below it', async (t) => {
@@ -94,4 +94,41 @@ t.test('the SDK sources import nothing from Node', async (t) => {
     t.same(imports.filter((spec) => !spec.startsWith('./') && spec !== 'socket.io-client'), [], `${name} imports only the SDK and socket.io-client`)
     t.notMatch(text, /\b(Buffer|process)\./, `${name} uses no Node globals`)
   }
+})
+
+t.test('a token of lifetime 0 does not make the refresh timer spin: at most one refresh a second', async (t) => {
+  let fetches = 0
+  const tokens = new TokenSource({
+    fetchGrant: async () => ({ accessToken: `t${++fetches}`, expiresIn: 0 }),
+    refreshMarginMs: 90_000,
+    backoff: { baseMs: 10, maxMs: 100 },
+    onToken: () => {},
+    onError: () => {},
+    onFatal: () => {}
+  })
+  t.teardown(() => { tokens.close() })
+  t.equal(await tokens.renew(), 't1')
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(fetches, 1, 'no refresh within the first second')
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  t.equal(fetches, 2, 'then one')
+})
+
+t.test('discard() forgets the held token only when it is the one refused', async (t) => {
+  let fetches = 0
+  const tokens = new TokenSource({
+    fetchGrant: async () => ({ accessToken: `t${++fetches}`, expiresIn: 3600 }),
+    refreshMarginMs: 90_000,
+    backoff: { baseMs: 10, maxMs: 100 },
+    onToken: () => {},
+    onError: () => {},
+    onFatal: () => {}
+  })
+  t.teardown(() => { tokens.close() })
+  t.equal(await tokens.usable(), 't1')
+  tokens.discard('other')
+  t.equal(tokens.current(), 't1', 'another token: kept')
+  tokens.discard('t1')
+  t.equal(tokens.current(), undefined)
+  t.equal(await tokens.usable(), 't2', 'the next handshake fetches anew')
 })
