@@ -18,25 +18,11 @@ import { createSigner } from 'fast-jwt'
 import type { Server as SocketIOServer } from 'socket.io'
 import { serveBareRelay } from './bare-relay.js'
 import { configOverlay, serveControls } from './controls.js'
+import { AUDIENCE, GATEWAY_IO_OPTIONS, ISSUER, JWT_SECRET, TOKEN_TTL_SECONDS } from './gateway-shape.js'
 
 export type ServerKind = 'baseline' | 'baseline-plain' | 'baseline-redis' | 'gateway' | 'gateway-embedded' | 'gateway-redis' | 'classic' | 'classic-keyobject'
 
 export const ADMIN_KEY = 'bench-admin-key-0123456789abcdefghijklmnopqrstuvwxyz'
-const SOCKET_MAX_PAYLOAD = 65_536
-
-/**
- * The options of src/plugins/io.ts that shape the websocket path: the path,
- * connection-state recovery (every broadcast is kept for replay) and the
- * payload ceiling. Its `cors` callback (run by engine.io on every handshake)
- * and shutdown notice are the gateway's own and stay out of the baseline.
- */
-const GATEWAY_IO_OPTIONS = {
-  path: '/socket.io',
-  serveClient: false,
-  maxHttpBufferSize: Math.max(4 * SOCKET_MAX_PAYLOAD, 1_000_000),
-  connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false }
-}
-
 /** @socket.io/redis-adapter on two ioredis connections, closed with the app (as src/plugins/io.ts does). */
 async function redisAdapter (app: FastifyInstance): Promise<{ adapter: unknown }> {
   const { Redis } = await import('ioredis')
@@ -54,7 +40,7 @@ async function startBaseline (kind: ServerKind): Promise<FastifyInstance> {
   // Registered as src/plugins/io.ts registers it (a CommonJS module whose plugin is `default`).
   await app.register(fastifySocketIO.default, { ...(kind === 'baseline-plain' ? plain : { ...plain, connectionStateRecovery }), ...adapter })
   // The token scenario's floor: a route that signs the gateway's claims with fast-jwt and does nothing else (no key, no limit, no audit).
-  const signToken = createSigner({ key: JWT_SECRET, algorithm: 'HS256', iss: 'spark-gateway', aud: 'spark-gateway' })
+  const signToken = createSigner({ key: JWT_SECRET, algorithm: 'HS256', iss: ISSUER, aud: AUDIENCE })
   const kid = randomUUID()
   app.post('/auth/token', async () => {
     const iat = Math.floor(Date.now() / 1000)
@@ -69,8 +55,6 @@ async function startBaseline (kind: ServerKind): Promise<FastifyInstance> {
 
 interface GatewayState { app: FastifyInstance, apiKey: string, policyId: string }
 
-export const JWT_SECRET = 'bench-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz'
-const TOKEN_TTL_SECONDS = 900
 
 function required (name: string): string {
   const value = process.env[name]

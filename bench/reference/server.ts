@@ -20,25 +20,12 @@ import jwt, { type JwtPayload } from 'jsonwebtoken'
 import { Server as SocketIOServer } from 'socket.io'
 import { serveBareRelay } from '../lib/bare-relay.js'
 import { configOverlay, serveControls } from '../lib/controls.js'
+import { AUDIENCE, GATEWAY_IO_OPTIONS, ISSUER, JWT_SECRET, TOKEN_TTL_SECONDS } from '../lib/gateway-shape.js'
 
 type ClassicKind = 'classic' | 'classic-keyobject'
 
-// The gateway's secret, issuer, audience and lifetime (bench/lib/server.ts, src/config.ts defaults).
-const JWT_SECRET = 'bench-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz'
-const ISSUER = 'spark-gateway'
-const AUDIENCE = 'spark-gateway'
-const TOKEN_TTL_SECONDS = 900
 // Raised so the valid and invalid cases never meet a 429; the overlay lowers it.
 const DEFAULT_TOKEN_RATE = '1000000/minute'
-const SOCKET_MAX_PAYLOAD = 65_536
-
-/** A copy of GATEWAY_IO_OPTIONS in bench/lib/server.ts (importing that file would start its server). */
-const GATEWAY_IO_OPTIONS = {
-  path: '/socket.io',
-  serveClient: false,
-  maxHttpBufferSize: Math.max(4 * SOCKET_MAX_PAYLOAD, 1_000_000),
-  connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false }
-}
 
 const WINDOW_MS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000 }
 
