@@ -122,6 +122,12 @@ export const VARIANT_LABELS = Object.keys(VARIANT_DESCRIPTIONS)
 /** Per-trial figures of each variant: `series[label][metric]` holds one number a trial. */
 export type Series = Record<string, Record<string, number[]>>
 
+/** Appends one trial's figures for `label`: `series[label][metric]` gets one number more. */
+export function recordTrial (series: Series, label: string, values: Record<string, number>): void {
+  const perVariant = (series[label] ??= {})
+  for (const [name, value] of Object.entries(values)) (perVariant[name] ??= []).push(value)
+}
+
 /** The median/min/max of one metric for every variant, as a scenario's metric table wants it. */
 export function byVariant (series: Series, labels: string[]): (metric: string) => Record<string, Summary> {
   return (metric) => Object.fromEntries(labels.map((l) => [l, summarize(series[l][metric])]))

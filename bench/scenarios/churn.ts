@@ -10,7 +10,7 @@
 // stamps its intended send time in the data), and every error.
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series } from '../lib/scenario.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, recordTrial } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder, waitFor } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { ConnectRefused, decodeEvent, openMany, WireSocket, type WireOptions } from '../lib/wire.js'
@@ -324,8 +324,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         for (const [name, p] of [['background', background], ['churn', churned]] as const) {
           if (errorCount(p.errors) > 0 || p.errors.connectBacklog > 0 || p.errors.publishBacklog > 0) errorNotes.push(`trial ${t} ${label} ${name}: ${JSON.stringify(p.errors)}`)
         }
-        series[label] ??= {}
-        for (const [name, value] of Object.entries(values)) (series[label][name] ??= []).push(value)
+        recordTrial(series, label, values)
         trials.push({ trial: t, variant: label, ...values, background, churn: churned })
       }
     }

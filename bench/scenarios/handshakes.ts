@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
 import { profilePair, profileWindow, type ProfiledWindow } from '../lib/profiled-window.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type Metric, type ScenarioResult, type ServerSet, releaseRigs } from '../lib/scenario.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type Metric, type ScenarioResult, type ServerSet, releaseRigs, recordTrial, cpuShares } from '../lib/scenario.js'
 import { percentile, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { closeAll, openMany, type WireSocket } from '../lib/wire.js'
@@ -108,8 +108,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
             loadCpuShare: r.cycle.loadCpuShare,
             loadWaitShare: r.cycle.loadWaitShare
           }
-          const perVariant = ((series[c.name] ??= {})[label] ??= {})
-          for (const [name, value] of Object.entries(values)) (perVariant[name] ??= []).push(value)
+          recordTrial((series[c.name] ??= {}), label, values)
           trials.push({ case: c.name, trial: t, variant: label, ...values, raw: r })
         }
       }
@@ -134,7 +133,6 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         }
       ]
     }
-    const shares = (name: string): Record<string, number[]> => Object.fromEntries(Object.entries(series.authorised).map(([l, s]) => [l, s[name]]))
     return {
       name: 'handshakes',
       title: `Handshakes: ${total} websocket sockets to /chat, ${concurrency} connecting at a time, then closed`,
@@ -142,10 +140,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       variants: Object.fromEntries(labels.map((l) => [l, VARIANT_DESCRIPTIONS[l]])),
       metrics: CASES.flatMap(metricsOf),
       comparisons: [['B', 'C'], ['B', 'Ck']],
-      serverCpuShare: shares('serverCpuShare'),
-      serverWaitShare: shares('serverWaitShare'),
-      loadCpuShare: shares('loadCpuShare'),
-      loadWaitShare: shares('loadWaitShare'),
+      ...cpuShares(series.authorised, Object.keys(series.authorised)),
       notes: [
         'CPU per handshake covers the whole cycle in the server process: open, close, and for B the audit rows it sends to PostgreSQL (whose own work runs on the load CPU, outside the measure).',
         'Handshakes/s counts the opening phase only; the window\'s CPU share is diluted by the close and settle phases. Load verdicts are those of the authorised case.',

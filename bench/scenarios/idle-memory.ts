@@ -8,7 +8,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet, byVariant, releaseRigs, type Series } from '../lib/scenario.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet, byVariant, releaseRigs, type Series, recordTrial } from '../lib/scenario.js'
 import { sleep, trialOrder, waitFor } from '../lib/stats.js'
 import { closeAll, openMany, SOCKETS_PER_SOURCE_ADDRESS, sourceAddress, type WireSocket } from '../lib/wire.js'
 
@@ -110,8 +110,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
           externalPerConnKiB: (after.external - before.external) / count / 1024,
           rssAfterMiB: after.rss / 2 ** 20
         }
-        series[label] ??= {}
-        for (const [name, value] of Object.entries(values)) (series[label][name] ??= []).push(value)
+        recordTrial(series, label, values)
         trials.push({ trial: t, variant: label, ...values, before, after, openMs, cycleMs })
       }
     }

@@ -7,7 +7,7 @@
 // ack latency p50/p99/p999, server CPU µs per publish.
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, type Metric } from '../lib/scenario.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, type Metric, recordTrial } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { decodeEvent, openMany, type WireSocket } from '../lib/wire.js'
@@ -297,8 +297,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
           if (achieved < KEPT_UP * rate || finished.notSent > 0 || finished.unacked > 0) {
             incidents.push(`trial ${t} ${label} @ ${r}: ${achieved.toFixed(0)} msg/s (${((achieved / rate) * 100).toFixed(1)}% of target), ${finished.notSent} due but never sent, ${finished.unacked} unacked after ${DRAIN_MS / 1000} s`)
           }
-          series[label] ??= {}
-          for (const [name, value] of Object.entries(values)) (series[label][name] ??= []).push(value)
+          recordTrial(series, label, values)
           trials.push({ trial: t, variant: label, rate, ...values, window, counts, finished })
         }
       }

@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
 import { keepMainProfile, startProfiledServer as startProfiled } from '../lib/profiled-window.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series } from '../lib/scenario.js'
+import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, recordTrial } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { decodeEvent, openMany, WireSocket } from '../lib/wire.js'
@@ -163,8 +163,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
           loadCpuShare: collected.loadCpuShare,
           loadWaitShare: collected.loadWaitShare
         }
-        series[label] ??= {}
-        for (const [name, value] of Object.entries(values)) (series[label][name] ??= []).push(value)
+        recordTrial(series, label, values)
         trials.push({ trial: t, variant: label, ...values, window, collected })
       }
     }

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
 import { profilePair, profileWindow, type ProfiledWindow } from '../lib/profiled-window.js'
-import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type Metric, type ScenarioResult, type ServerSet } from '../lib/scenario.js'
+import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type Metric, type ScenarioResult, type ServerSet, recordTrial, cpuShares } from '../lib/scenario.js'
 import { summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 
@@ -198,8 +198,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
             loadCpuShare: r.m.loadCpuShare,
             loadWaitShare: r.m.loadWaitShare
           }
-          const perVariant = ((series[c.name] ??= {})[label] ??= {})
-          for (const [name, value] of Object.entries(values)) (perVariant[name] ??= []).push(value)
+          recordTrial((series[c.name] ??= {}), label, values)
           trials.push({ case: c.name, trial: t, variant: label, ...values, requests: r.m.requests, statusCounts: r.m.statusCounts })
         }
       }
@@ -228,7 +227,6 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     ]
   }
 
-  const shares = (name: string): Record<string, number[]> => Object.fromEntries(Object.entries(series.valid).map(([l, s]) => [l, s[name]]))
   return {
     name: 'token',
     title: `POST /auth/token: autocannon, ${CONNECTIONS} connections, X-API-Key header, no body`,
@@ -241,10 +239,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
     },
     metrics: CASES.flatMap(metricsOf),
     comparisons: [['B', 'C'], ['B', 'Ck']],
-    serverCpuShare: shares('serverCpuShare'),
-    serverWaitShare: shares('serverWaitShare'),
-    loadCpuShare: shares('loadCpuShare'),
-    loadWaitShare: shares('loadWaitShare'),
+    ...cpuShares(series.valid, Object.keys(series.valid)),
     notes: [
       'Load verdicts are those of the valid-key windows.',
       'Tokens per server CPU-second (requests over the server\'s CPU time in the window) is the throughput one server core gives; requests/s also depends on the load generator and on the machine\'s other load.',
