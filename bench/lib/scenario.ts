@@ -3,7 +3,7 @@
 import { pathToFileURL } from 'node:url'
 import type { LoadHandle, ServerHandle } from './processes.js'
 import { serve, type Handlers } from './rpc.js'
-import { summarize, waitFor, type Summary } from './stats.js'
+import { sleep, summarize, waitFor, type Summary } from './stats.js'
 
 /**
  * The servers under test, by variant label (see VARIANT_DESCRIPTIONS): each
@@ -139,10 +139,32 @@ export function cpuShares (series: Series, labels: string[]): Pick<ScenarioResul
   return { serverCpuShare: share('serverCpuShare'), serverWaitShare: share('serverWaitShare'), loadCpuShare: share('loadCpuShare'), loadWaitShare: share('loadWaitShare') }
 }
 
-/** Stops each rig's load generator and lets its server settle, whatever failed before. */
-export async function releaseRigs (rigs: Iterable<{ server: ServerHandle, load: LoadHandle }>): Promise<void> {
+/** A server under test and the load generator driving it. */
+export interface Rig { server: ServerHandle, load: LoadHandle }
+
+/**
+ * Stops each rig's load generator and lets its server settle, whatever failed
+ * before. Its clients leave first where it has them (`disconnect`: DISCONNECT,
+ * then the transport), so the server keeps no recovery sessions for them.
+ */
+export async function releaseRigs (rigs: Iterable<Rig>): Promise<void> {
   for (const { server, load } of rigs) {
+    await load.call('disconnect').catch(() => {})
     await load.stop().catch(() => {})
     await quiesce(server).catch(() => {})
   }
+}
+
+/**
+ * One measured window under load: the load generator `start`s, ramps for
+ * `rampMs`, then the server's CPU window and the load's `collect` cover the
+ * same `seconds`. Stopping the load afterwards is the caller's (each drains its own way).
+ */
+export async function loadedWindow<T> (rig: Rig, start: Record<string, unknown>, seconds: number, rampMs: number, collect = 'collect'): Promise<{ window: WindowStats, collected: T }> {
+  await rig.load.call('start', start)
+  await sleep(rampMs)
+  await Promise.all([windowStart(rig.server), rig.load.call('mark')])
+  await sleep(seconds * 1000)
+  const [window, collected] = await Promise.all([windowStop(rig.server), rig.load.call<T>(collect)])
+  return { window, collected }
 }

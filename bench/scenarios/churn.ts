@@ -9,8 +9,8 @@
 // intended connect time), delivery latency to the idle sockets (the publisher
 // stamps its intended send time in the data), and every error.
 import { fileURLToPath } from 'node:url'
-import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, recordTrial } from '../lib/scenario.js'
+import { startLoad, type ServerHandle } from '../lib/processes.js'
+import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, recordTrial, loadedWindow, releaseRigs, type Rig } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder, waitFor } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { ConnectRefused, decodeEvent, openMany, WireSocket, type WireOptions } from '../lib/wire.js'
@@ -243,7 +243,6 @@ function loadGenerator (): void {
 
 // ---- orchestrator side ----
 
-interface Rig { server: ServerHandle, load: LoadHandle }
 
 async function startRig (server: ServerHandle): Promise<Rig> {
   // Fresh tokens: the run's pool was minted at start-up and may be near JWT_TTL by now.
@@ -257,21 +256,11 @@ async function startRig (server: ServerHandle): Promise<Rig> {
   return { server, load }
 }
 
-async function stopRig (rig: Rig): Promise<void> {
-  await rig.load.call('disconnect').catch(() => {})
-  await rig.load.stop().catch(() => {})
-  await quiesce(rig.server).catch(() => {})
-}
-
 interface Phase { window: WindowStats, counts: WindowCounts, errors: Errors }
 
 /** One phase: schedules on, a ramp, the measured window, schedules off, back to the idle sockets alone. */
 async function phase (rig: Rig, churnRate: number, seconds: number, rampMs: number): Promise<Phase> {
-  await rig.load.call('start', { churnRate })
-  await sleep(rampMs)
-  await Promise.all([windowStart(rig.server), rig.load.call('mark')])
-  await sleep(seconds * 1000)
-  const [window, counts] = await Promise.all([windowStop(rig.server), rig.load.call<WindowCounts>('collect')])
+  const { window, collected: counts } = await loadedWindow<WindowCounts>(rig, { churnRate }, seconds, rampMs)
   const errors = await rig.load.call<Errors>('stop', {}, DRAIN_MS + 30_000)
   await waitFor(`${rig.server.label} to be back to the idle sockets`, async () =>
     await rig.server.call<number>('sockets') === CHURN_IDLE + 1 && await rig.server.call<number>('connections') === CHURN_IDLE + 1, 30_000)
@@ -360,7 +349,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       trials
     }
   } finally {
-    for (const rig of rigs.values()) await stopRig(rig)
+    await releaseRigs(rigs.values())
   }
 }
 

@@ -6,8 +6,8 @@
 // excluded) delivers it to exactly one other socket. Metrics: achieved rate,
 // ack latency p50/p99/p999, server CPU µs per publish.
 import { fileURLToPath } from 'node:url'
-import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, type Metric, recordTrial } from '../lib/scenario.js'
+import { startLoad, type ServerHandle } from '../lib/processes.js'
+import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, type Metric, recordTrial, loadedWindow, releaseRigs, type Rig } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { decodeEvent, openMany, type WireSocket } from '../lib/wire.js'
@@ -209,8 +209,6 @@ function loadGenerator (): void {
 
 // ---- orchestrator side ----
 
-interface Rig { server: ServerHandle, load: LoadHandle }
-
 async function startRig (server: ServerHandle): Promise<Rig> {
   // Fresh tokens: the run's pool was minted at start-up and may be near JWT_TTL by the time this scenario runs.
   const subs = Array.from({ length: OPEN_LOOP_CLIENTS }, (_, i) => `open-${i}`)
@@ -220,19 +218,9 @@ async function startRig (server: ServerHandle): Promise<Rig> {
   return { server, load }
 }
 
-async function stopRig (rig: Rig): Promise<void> {
-  await rig.load.call('disconnect').catch(() => {})
-  await rig.load.stop().catch(() => {})
-  await quiesce(rig.server).catch(() => {})
-}
-
 /** One measured run at `rate`: ramp, window, then drain. */
 async function measure (rig: Rig, rate: number, seconds: number, rampMs: number): Promise<{ window: WindowStats, counts: WindowCounts, finished: Finished }> {
-  await rig.load.call('start', { rate })
-  await sleep(rampMs)
-  await Promise.all([windowStart(rig.server), rig.load.call('mark')])
-  await sleep(seconds * 1000)
-  const [window, counts] = await Promise.all([windowStop(rig.server), rig.load.call<WindowCounts>('end')])
+  const { window, collected: counts } = await loadedWindow<WindowCounts>(rig, { rate }, seconds, rampMs, 'end')
   const finished = await rig.load.call<Finished>('stop', {}, DRAIN_MS + 30_000)
   // Let the server finish writing before the next run (its buffers may hold a saturated run's backlog).
   await rig.server.call('settle')
@@ -356,7 +344,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       trials
     }
   } finally {
-    for (const rig of rigs.values()) await stopRig(rig)
+    await releaseRigs(rigs.values())
   }
 }
 

@@ -2,10 +2,10 @@
 // each keeping `inflight` messages outstanding (a new one on each ack), so the
 // server runs as fast as it can. Metric of record: server CPU µs per publish.
 import { fileURLToPath } from 'node:url'
-import { startLoad, type LoadHandle, type ServerHandle } from '../lib/processes.js'
+import { startLoad, type ServerHandle } from '../lib/processes.js'
 import { keepMainProfile, startProfiledServer as startProfiled } from '../lib/profiled-window.js'
-import { isEntry, quiesce, serveLoadGenerator, VARIANT_DESCRIPTIONS, windowStart, windowStop, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, recordTrial } from '../lib/scenario.js'
-import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
+import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, recordTrial, loadedWindow, releaseRigs, type Rig } from '../lib/scenario.js'
+import { percentile, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
 import { decodeEvent, openMany, WireSocket } from '../lib/wire.js'
 import type { ServerKind } from '../lib/server.js'
@@ -106,30 +106,17 @@ function loadGenerator (): void {
 
 interface Collected { elapsedMs: number, loadCpuShare: number, loadWaitShare: number, acked: number, refused: number, deliveries: number, p50Ms: number, p99Ms: number }
 
-export interface RelayRig { server: ServerHandle, load: LoadHandle }
 
 /** A load generator with CLIENTS clients of `server` in the room, ready to load. */
-export async function startRelayRig (server: ServerHandle): Promise<RelayRig> {
+export async function startRig (server: ServerHandle): Promise<Rig> {
   const load = await startLoad(FILE)
   await load.call('connect', { url: server.url, tokens: server.tokens.slice(0, CLIENTS) })
   return { server, load }
 }
 
-/** Closes the clients (the server stays up for the next scenario). */
-export async function stopRig (rig: RelayRig): Promise<void> {
-  // As clients leave (DISCONNECT first), so the server keeps no recovery sessions for them.
-  await rig.load.call('disconnect').catch(() => {})
-  await rig.load.stop()
-  await quiesce(rig.server)
-}
-
 /** Loads the rig for `seconds` after a short ramp; returns the server's window and the clients' counts. */
-export async function loadWindow (rig: RelayRig, seconds: number, rampMs = 500): Promise<{ window: WindowStats, collected: Collected }> {
-  await rig.load.call('start', { inflight: INFLIGHT })
-  await sleep(rampMs)
-  await Promise.all([windowStart(rig.server), rig.load.call('mark')])
-  await sleep(seconds * 1000)
-  const [window, collected] = await Promise.all([windowStop(rig.server), rig.load.call<Collected>('collect')])
+export async function loadWindow (rig: Rig, seconds: number, rampMs = 500): Promise<{ window: WindowStats, collected: Collected }> {
+  const { window, collected } = await loadedWindow<Collected>(rig, { inflight: INFLIGHT }, seconds, rampMs)
   await rig.load.call('stop')
   if (collected.refused > 0) throw new Error(`${rig.server.label}: ${collected.refused} publishes refused`)
   return { window, collected }
@@ -137,9 +124,9 @@ export async function loadWindow (rig: RelayRig, seconds: number, rampMs = 500):
 
 export async function run (settings: BenchSettings, servers: ServerSet): Promise<ScenarioResult> {
   const labels = settings.plainBaseline ? ['A0', 'A', 'B'] : ['A', 'B']
-  const rigs = new Map<string, RelayRig>()
+  const rigs = new Map<string, Rig>()
   try {
-    await Promise.all(labels.map(async (label) => { rigs.set(label, await startRelayRig(await servers.get(label))) }))
+    await Promise.all(labels.map(async (label) => { rigs.set(label, await startRig(await servers.get(label))) }))
     for (const label of labels) await loadWindow(rigs.get(label)!, settings.warmupSeconds, 0)
 
     const series: Series = {}
@@ -197,7 +184,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       trials
     }
   } finally {
-    for (const rig of rigs.values()) await stopRig(rig).catch(() => {})
+    await releaseRigs(rigs.values())
   }
 }
 
@@ -218,7 +205,7 @@ export interface ProfileRun {
 export async function profileRelay (settings: BenchSettings, server: ServerHandle, scratch: string, file: string, seconds: number): Promise<ProfileRun> {
   const pid = server.child.pid
   let measured: { window: WindowStats, collected: Collected }
-  const rig = await startRelayRig(server)
+  const rig = await startRig(server)
   try {
     await loadWindow(rig, settings.warmupSeconds, 0)
     measured = await loadWindow(rig, seconds)
