@@ -11,7 +11,7 @@ import type { Socket as ClientSocket } from 'socket.io-client'
 import { ADMIN_KEY, buildFrom, connect, connected, createKey, createPolicy, listen, mintToken } from '../helper.js'
 import { TEST_JWT_SECRET } from '../support/jwt.js'
 import { ROOMY_LIMITS } from '../support/sockets.js'
-import { startPrivateServers, timed, waitUntil } from '../support/ops.js'
+import { parseExposition, samplesOf, startPrivateServers, timed, waitUntil } from '../support/ops.js'
 
 /*
  * SPEC §7 under failure, on a PostgreSQL and a Redis of this file alone
@@ -184,6 +184,9 @@ t.test('PostgreSQL down: cached keys still mint, unknown keys 503, audit rows ke
   t.ok(performance.now() - stoppedAt < READY_WITHIN_MS, `ready 503 within 5 s (${readyMs} ms after the first probe)`)
   t.ok(await relays(alice, bob), 'live sockets still relay')
   t.ok(appA.audit.depth >= made.allowed + made.refused, `audit rows wait in memory (${appA.audit.depth} queued)`)
+  // The gauge is read from the queue at scrape time: it shows those rows, not a value set earlier.
+  const scraped = samplesOf(parseExposition((await appA.inject('/metrics')).body), 'gateway_audit_queue_depth')
+  t.same(scraped.map((s) => s.value), [appA.audit.depth], '/metrics shows the rows waiting')
   t.comment(`figures: postgres down → ready 503 after ${readyMs} ms`)
 
   await servers.control('pg-start')
