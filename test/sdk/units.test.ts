@@ -96,17 +96,18 @@ t.test('the SDK sources import nothing from Node', async (t) => {
   }
 })
 
+type Tap = { teardown: (fn: () => unknown) => void }
+
+/** A TokenSource whose grants come from `fetchGrant`, with no listeners, closed after the test. */
+function quietTokenSource (t: Tap, fetchGrant: () => Promise<{ accessToken: string, expiresIn: number }>): TokenSource {
+  const tokens = new TokenSource({ fetchGrant, refreshMarginMs: 90_000, backoff: { baseMs: 10, maxMs: 100 }, onToken: () => {}, onError: () => {}, onFatal: () => {} })
+  t.teardown(() => { tokens.close() })
+  return tokens
+}
+
 t.test('a token of lifetime 0 does not make the refresh timer spin: at most one refresh a second', async (t) => {
   let fetches = 0
-  const tokens = new TokenSource({
-    fetchGrant: async () => ({ accessToken: `t${++fetches}`, expiresIn: 0 }),
-    refreshMarginMs: 90_000,
-    backoff: { baseMs: 10, maxMs: 100 },
-    onToken: () => {},
-    onError: () => {},
-    onFatal: () => {}
-  })
-  t.teardown(() => { tokens.close() })
+  const tokens = quietTokenSource(t, async () => ({ accessToken: `t${++fetches}`, expiresIn: 0 }))
   t.equal(await tokens.renew(), 't1')
   await new Promise((resolve) => setTimeout(resolve, 500))
   t.equal(fetches, 1, 'no refresh within the first second')
@@ -116,15 +117,7 @@ t.test('a token of lifetime 0 does not make the refresh timer spin: at most one 
 
 t.test('discard() forgets the held token only when it is the one refused', async (t) => {
   let fetches = 0
-  const tokens = new TokenSource({
-    fetchGrant: async () => ({ accessToken: `t${++fetches}`, expiresIn: 3600 }),
-    refreshMarginMs: 90_000,
-    backoff: { baseMs: 10, maxMs: 100 },
-    onToken: () => {},
-    onError: () => {},
-    onFatal: () => {}
-  })
-  t.teardown(() => { tokens.close() })
+  const tokens = quietTokenSource(t, async () => ({ accessToken: `t${++fetches}`, expiresIn: 3600 }))
   t.equal(await tokens.usable(), 't1')
   tokens.discard('other')
   t.equal(tokens.current(), 't1', 'another token: kept')
