@@ -2,6 +2,7 @@ import type { Manager, Socket } from 'socket.io-client'
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { GatewayError, isTransientTokenFailure, refusalError, remedyFor, retryAfterMs, type ErrorDetails } from './errors.js'
 import type { TokenSource } from './tokens.js'
+import { isReservedEvent } from '../protocol/events.js'
 
 /** The ack of a published event (SPEC §5). */
 export interface PublishAck { ok: true, id: string }
@@ -46,10 +47,6 @@ export interface NamespaceHost {
   stopClient: (err: GatewayError) => void
 }
 
-// Names publish() must not send: Socket.IO's own (socket.io-client throws on them) and the events the
-// gateway handles or emits itself (its isReservedEvent, src/sockets/types.ts): they are no room messages.
-const RESERVED_EVENTS = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener', 'join', 'leave', 'error', 'shutdown', 'alert'])
-const isReservedEvent = (event: string): boolean => RESERVED_EVENTS.has(event) || event.startsWith('auth:') || event.startsWith('gateway:')
 // Re-joins go out this many at a time: a socket that sends past its packet limit is refused, and past twice it, cut.
 const REJOIN_BATCH = 10
 // The `gateway:error` events that announce the gateway is closing this socket, and why.
@@ -137,6 +134,7 @@ export class NamespaceChannel implements Namespace {
 
   async publish (event: string, room: string, data: unknown): Promise<PublishAck> {
     const details = { namespace: this.name, event, room }
+    // Names the gateway handles or emits itself, and Socket.IO's own: the gateway's own rule (src/protocol/events.ts).
     if (isReservedEvent(event)) throw new GatewayError('VALIDATION_FAILED', `${event} is a reserved event name`, { details })
     const ack = await this.request(event, { room, data }, { event, room })
     // An ack without its message id is no ack of a relayed event (SPEC §5).

@@ -34,15 +34,7 @@ export interface RelayedMessage {
   ts: number
 }
 
-/** Events the gateway handles itself; every other event name is relayed to a room. */
-export const HANDLED_EVENTS = new Set(['join', 'leave', 'auth:refresh'])
-// Socket.IO's own names, and the names the gateway itself emits (a client must not forge an `alert` or a `shutdown`).
-const RESERVED_NAMES = new Set([...HANDLED_EVENTS, 'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener', 'shutdown', 'alert'])
-
-/** True for an event name no client or publisher may send to a room. */
-export function isReservedEvent (event: string): boolean {
-  return RESERVED_NAMES.has(event) || event.startsWith('auth:') || event.startsWith('gateway:')
-}
+export { HANDLED_EVENTS, isReservedEvent } from '../protocol/events.js'
 
 /**
  * Rooms the gateway manages: every `user:<sub>` and `key:<id>` room and the

@@ -84,15 +84,19 @@ t.test('jwtLifetimeMs reads exp − iat of a JWT, and nothing else', async (t) =
   t.equal(jwtLifetimeMs('a.!!!.c'), undefined)
 })
 
-t.test('the SDK sources import nothing from Node', async (t) => {
+t.test('the SDK sources import nothing from Node, and the protocol module they share with the server imports nothing', async (t) => {
   const dir = new URL('../../src/sdk/', import.meta.url)
   const sources = readdirSync(dir).filter((name) => name.endsWith('.ts'))
   t.ok(sources.length >= 5)
+  const importsOf = (text: string): string[] => [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1])
   for (const name of sources) {
     const text = readFileSync(new URL(name, dir), 'utf8')
-    const imports = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1])
-    t.same(imports.filter((spec) => !spec.startsWith('./') && spec !== 'socket.io-client'), [], `${name} imports only the SDK and socket.io-client`)
+    t.same(importsOf(text).filter((spec) => !spec.startsWith('./') && !spec.startsWith('../protocol/') && spec !== 'socket.io-client'), [], `${name} imports only the SDK, src/protocol/ and socket.io-client`)
     t.notMatch(text, /\b(Buffer|process)\./, `${name} uses no Node globals`)
+  }
+  const protocol = new URL('../../src/protocol/', import.meta.url)
+  for (const name of readdirSync(protocol).filter((n) => n.endsWith('.ts'))) {
+    t.same(importsOf(readFileSync(new URL(name, protocol), 'utf8')), [], `src/protocol/${name} imports nothing`)
   }
 })
 

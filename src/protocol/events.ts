@@ -1,0 +1,14 @@
+// Event names of SPEC §5 that both ends must agree on: the gateway enforces
+// them, the client SDK refuses them before sending. No imports, so the browser
+// SDK shares this file with the server.
+
+/** Events the gateway handles itself; every other event name is relayed to a room. */
+export const HANDLED_EVENTS: ReadonlySet<string> = new Set(['join', 'leave', 'auth:refresh'])
+
+// Socket.IO's own names, and the names the gateway itself emits (a client must not forge an `alert` or a `shutdown`).
+const RESERVED_NAMES: ReadonlySet<string> = new Set([...HANDLED_EVENTS, 'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener', 'shutdown', 'alert'])
+
+/** True for an event name no client or publisher may send to a room. */
+export function isReservedEvent (event: string): boolean {
+  return RESERVED_NAMES.has(event) || event.startsWith('auth:') || event.startsWith('gateway:')
+}
