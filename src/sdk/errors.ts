@@ -1,10 +1,7 @@
-/** The refusal codes of SPEC §6, as the gateway sends them (HTTP bodies, `connect_error`, acks, `gateway:error`). */
-export const GATEWAY_CODES = [
-  'UNAUTHORIZED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED', 'KEY_REVOKED', 'KEY_EXPIRED',
-  'FORBIDDEN', 'IP_NOT_ALLOWED', 'ORIGIN_NOT_ALLOWED', 'RATE_LIMITED', 'TEMPORARILY_BLOCKED',
-  'VALIDATION_FAILED', 'PAYLOAD_TOO_LARGE', 'NOT_FOUND', 'CONFLICT', 'UNAVAILABLE'
-] as const
-export type GatewayCode = typeof GATEWAY_CODES[number]
+import { ErrorCodes, type ErrorCode as ProtocolErrorCode } from '../protocol/error-codes.js'
+/** The refusal codes of SPEC §6 the gateway sends (HTTP bodies, `connect_error`, acks, `gateway:error`), from its own list. */
+export const GATEWAY_CODES = Object.keys(ErrorCodes) as GatewayCode[]
+export type GatewayCode = ProtocolErrorCode
 
 /**
  * Codes the SDK raises itself; the gateway never sends them.

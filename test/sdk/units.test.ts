@@ -1,6 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import t from 'tap'
-import { ErrorCodes } from '../../src/errors.js'
 import { Backoff, backoffDelay } from '../../src/sdk/backoff.js'
 import { GATEWAY_CODES, GatewayError, refusalError, remedyFor, SDK_CODES } from '../../src/sdk/errors.js'
 import { jwtLifetimeMs, TokenSource } from '../../src/sdk/tokens.js'
@@ -34,8 +33,7 @@ t.test('Backoff counts attempts until reset', async (t) => {
   t.equal(backoff.next(), 9, 'back to the first window')
 })
 
-t.test('the SDK knows exactly the §6 codes the gateway sends, and its own codes are distinct', async (t) => {
-  t.same([...GATEWAY_CODES].sort(), Object.keys(ErrorCodes).sort())
+t.test('the SDK\'s own codes are distinct from the §6 codes', async (t) => {
   t.same(SDK_CODES.filter((code) => (GATEWAY_CODES as readonly string[]).includes(code)), [])
 })
 
