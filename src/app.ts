@@ -18,6 +18,7 @@ import ipAllowlistPlugin from './plugins/ip-allowlist.js'
 import authPlugin from './plugins/auth.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import alertsPlugin from './plugins/alerts.js'
+import faultsPlugin from './plugins/faults.js'
 import anomalyPlugin from './plugins/anomaly.js'
 import auditPlugin from './plugins/audit.js'
 import auditQueryPlugin from './plugins/audit-query.js'
@@ -31,6 +32,7 @@ import keyRoutes from './routes/keys.js'
 import policyRoutes from './routes/policies.js'
 import auditRoutes from './routes/audit.js'
 import { ErrorResponse } from './routes/schemas.js'
+import { jsonBodyParser } from './net/json-body.js'
 
 export interface BuildOptions {
   /** Where log lines go (default stdout); tests read them to prove no secret is logged. */
@@ -123,6 +125,15 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
     void reply.code(404).send(errorBody(gatewayError('NOT_FOUND', `Route ${req.method} ${req.url.split('?')[0]} not found`)))
   })
 
+  // Every JSON body is bounded in depth before any handler or serialiser recurses over it (SPEC §2).
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(config.maxJsonDepth))
+  // A declared body over BODY_LIMIT is refused before anything else, credentials included (SPEC §2).
+  app.addHook('onRequest', async (req) => {
+    const declared = req.headers['content-length']
+    if (declared !== undefined && Number(declared) > config.bodyLimit) throw gatewayError('PAYLOAD_TOO_LARGE', `Bodies are limited to ${config.bodyLimit} bytes`)
+  })
+
   app.addSchema(ErrorResponse)
   void app.register(configPlugin, { config })
   // The API answers JSON only: its policy forbids every resource and framing (OWASP's advice for APIs),
@@ -153,6 +164,7 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(auditPlugin)
   void app.register(rateLimitPlugin)
   void app.register(alertsPlugin)
+  void app.register(faultsPlugin)
   void app.register(anomalyPlugin)
   void app.register(auditQueryPlugin)
   void app.register(gatekeeperPlugin)

@@ -38,6 +38,10 @@ export const EnvSchema = Type.Object({
   ANOMALY_MAX_FAILURES: Type.Optional(Type.String({ pattern: RATE })),
   ANOMALY_BLOCK_SECONDS: Type.Optional(Type.String({ pattern: INT })),
   SOCKET_MAX_PAYLOAD: Type.Optional(Type.String({ pattern: INT })),
+  SOCKET_MAX_DEPTH: Type.Optional(Type.String({ pattern: INT })),
+  SOCKET_MAX_ROOMS: Type.Optional(Type.String({ pattern: INT })),
+  MAX_CONNECTIONS_PER_IP: Type.Optional(Type.String({ pattern: INT })),
+  RATE_LIMIT_TRANSPORT: Type.Optional(Type.String({ pattern: RATE })),
   BODY_LIMIT: Type.Optional(Type.String({ pattern: INT })),
   METRICS_ALLOW: Type.Optional(Type.String()),
   ALERT_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://' }))
@@ -68,9 +72,14 @@ export interface Config {
   corsOrigins: string[]
   tls?: { cert: Buffer, key: Buffer }
   logLevel: string
-  rateLimit: { token: Rate, connect: Rate, socket: Rate }
+  rateLimit: { token: Rate, connect: Rate, socket: Rate, transport: Rate }
   anomaly: { maxFailures: Rate, blockSeconds: number }
   socketMaxPayload: number
+  /** Nesting depth allowed in a packet's data, a handshake's auth and any JSON body. */
+  maxJsonDepth: number
+  /** Rooms a socket may be in besides the ones the gateway puts it in. */
+  socketMaxRooms: number
+  maxConnectionsPerIp: number
   bodyLimit: number
   metricsAllow: string[]
   alertWebhookUrl?: string
@@ -201,6 +210,12 @@ export function parseConfig (rawEnv: Record<string, string | undefined>): Config
   if (checked.REDIS_URL !== undefined && secret === undefined && !asymmetric) throw new ConfigError('JWT_SECRET', 'required when REDIS_URL is set (every instance must verify the tokens of the others)')
   const socketMaxPayload = Number(checked.SOCKET_MAX_PAYLOAD ?? 65536)
   if (socketMaxPayload < 64) throw new ConfigError('SOCKET_MAX_PAYLOAD', 'must be at least 64 bytes')
+  const maxJsonDepth = Number(checked.SOCKET_MAX_DEPTH ?? 32)
+  if (maxJsonDepth < 1 || maxJsonDepth > 1000) throw new ConfigError('SOCKET_MAX_DEPTH', 'must be 1 to 1000')
+  const socketMaxRooms = Number(checked.SOCKET_MAX_ROOMS ?? 128)
+  if (socketMaxRooms < 1) throw new ConfigError('SOCKET_MAX_ROOMS', 'must be at least 1')
+  const maxConnectionsPerIp = Number(checked.MAX_CONNECTIONS_PER_IP ?? 10_000)
+  if (maxConnectionsPerIp < 1) throw new ConfigError('MAX_CONNECTIONS_PER_IP', 'must be at least 1')
   const bodyLimit = Number(checked.BODY_LIMIT ?? 65536)
   if (bodyLimit < 64) throw new ConfigError('BODY_LIMIT', 'must be at least 64 bytes')
 
@@ -228,13 +243,17 @@ export function parseConfig (rawEnv: Record<string, string | undefined>): Config
     rateLimit: {
       token: parseRate(checked.RATE_LIMIT_TOKEN ?? '10/minute'),
       connect: parseRate(checked.RATE_LIMIT_CONNECT ?? '60/minute'),
-      socket: parseRate(checked.RATE_LIMIT_SOCKET ?? '50/second')
+      socket: parseRate(checked.RATE_LIMIT_SOCKET ?? '50/second'),
+      transport: parseRate(checked.RATE_LIMIT_TRANSPORT ?? '600/minute')
     },
     anomaly: {
       maxFailures: parseRate(checked.ANOMALY_MAX_FAILURES ?? '20/minute'),
       blockSeconds: Number(checked.ANOMALY_BLOCK_SECONDS ?? 300)
     },
     socketMaxPayload,
+    maxJsonDepth,
+    socketMaxRooms,
+    maxConnectionsPerIp,
     bodyLimit,
     metricsAllow: parseCidrList('METRICS_ALLOW', checked.METRICS_ALLOW),
     alertWebhookUrl: checked.ALERT_WEBHOOK_URL

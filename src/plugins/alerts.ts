@@ -7,7 +7,7 @@ declare module 'fastify' {
   }
 }
 
-export const ALERT_KINDS = ['ip_blocked', 'key_failures', 'key_revoked'] as const
+export const ALERT_KINDS = ['ip_blocked', 'key_failures', 'key_revoked', 'internal_error'] as const
 export type AlertKind = typeof ALERT_KINDS[number]
 
 /** An alert as delivered on `/system` room `admin` and to ALERT_WEBHOOK_URL (SPEC §7). */

@@ -1,10 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { FastifyInstance } from 'fastify'
 import cors from 'cors'
 import fp from 'fastify-plugin'
 import fastifySocketIO from 'fastify-socket.io'
-import { createAdapter } from '@socket.io/redis-adapter'
+import { RedisAdapter, type createAdapter } from '@socket.io/redis-adapter'
 import { gatewayError } from '../errors.js'
 import { packetRefusal } from '../sockets/refusal.js'
+import { gatewayParser } from '../sockets/parser.js'
 import type { GatewayServer } from '../sockets/types.js'
 import { redisOptions } from '../stores/redis-store.js'
 
@@ -31,6 +33,43 @@ const CLUSTER_REQUEST_TIMEOUT_MS = 1000
 // Socket.IO's own default ceiling for one transport message.
 const TRANSPORT_MAX_BUFFER = 1_000_000
 
+type AdapterOptions = ConstructorParameters<typeof RedisAdapter>[3]
+
+/**
+ * The Redis adapter, with what it does for other instances (answering their
+ * requests, delivering their broadcasts) unable to stop this one: an error
+ * there is reported as a fault and that one request goes unanswered (the
+ * asking instance reports it as incomplete), instead of an unhandled
+ * rejection or an exception in a Redis event listener.
+ */
+function guardedRedisAdapter (app: FastifyInstance, pub: unknown, sub: unknown, options: AdapterOptions) {
+  const report = (err: unknown): void => { app.reportFault(err, { where: 'adapter' }) }
+  // The two handlers are private in the adapter's types; the constructor binds them, so overriding is enough.
+  const Base = RedisAdapter as unknown as new (...args: ConstructorParameters<typeof RedisAdapter>) => Omit<RedisAdapter, never> & {
+    onrequest (channel: unknown, msg: unknown): Promise<void>
+    onmessage (pattern: unknown, channel: unknown, msg: unknown): unknown
+  }
+  class GuardedRedisAdapter extends Base {
+    override async onrequest (channel: unknown, msg: unknown): Promise<void> {
+      try {
+        await super.onrequest(channel, msg)
+      } catch (err) { report(err) }
+    }
+
+    override onmessage (pattern: unknown, channel: unknown, msg: unknown): void {
+      try {
+        const pending = super.onmessage(pattern, channel, msg)
+        if (pending instanceof Promise) pending.catch(report)
+      } catch (err) { report(err) }
+    }
+  }
+  // Socket.IO constructs its adapter with `new` and the namespace alone.
+  class InstanceAdapter extends GuardedRedisAdapter {
+    constructor (nsp: ConstructorParameters<typeof RedisAdapter>[0]) { super(nsp, pub, sub, options) }
+  }
+  return InstanceAdapter as unknown as ReturnType<typeof createAdapter>
+}
+
 export default fp(async (app) => {
   const { config, redisStore } = app
   let adapter
@@ -56,7 +95,7 @@ export default fp(async (app) => {
       const original = sub[method].bind(sub) as (...args: unknown[]) => Promise<unknown>
       ;(sub as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => await original(...args).catch(() => 0)
     }
-    adapter = createAdapter(pub, sub, { key: `${config.redisKeyPrefix}socket.io`, requestsTimeout: CLUSTER_REQUEST_TIMEOUT_MS })
+    adapter = guardedRedisAdapter(app, pub, sub, { key: `${config.redisKeyPrefix}socket.io`, requestsTimeout: CLUSTER_REQUEST_TIMEOUT_MS })
     app.addHook('onClose', async () => { await Promise.allSettled([pub.quit(), sub.quit()]) })
   }
 
@@ -67,6 +106,8 @@ export default fp(async (app) => {
     // SOCKET_MAX_PAYLOAD is enforced per packet by the packet gate, which answers PAYLOAD_TOO_LARGE and keeps the
     // connection; this is only the transport's hard ceiling (a polling body carries several packets), past which it closes.
     maxHttpBufferSize: Math.max(4 * config.socketMaxPayload, TRANSPORT_MAX_BUFFER),
+    // Measures each packet as it is decoded and never reconstructs binary attachments (see sockets/parser.ts).
+    parser: gatewayParser(config.socketMaxPayload),
     connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
     // On close, every socket hears `shutdown` before it is disconnected (SPEC §7).
     // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- the plugin's own type for this callback
@@ -109,4 +150,4 @@ export default fp(async (app) => {
     }))
     return { disconnected: counts.reduce<number>((sum, n) => sum + (n ?? 0), 0), incomplete: counts.includes(undefined) }
   })
-}, { name: 'io', dependencies: ['config', 'redis'] })
+}, { name: 'io', dependencies: ['config', 'redis', 'faults'] })

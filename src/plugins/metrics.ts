@@ -20,11 +20,16 @@ export interface GatewayMetrics {
   socketPackets: Counter<'namespace' | 'outcome'>
   rateLimited: Counter<'scope'>
   alerts: Counter<'kind'>
+  /** Errors the gateway threw while serving a client, caught before they could stop the process: each one is a bug. */
+  internalErrors: Counter<'where'>
   auditQueueDepth: Gauge
   auditSpilled: Counter
   /** Where `gateway_audit_queue_depth` is read at each scrape (the audit plugin's queue), rather than set per row. */
   readAuditQueueDepth: () => number
 }
+
+/** Where a caught internal error can happen (`gateway_internal_errors_total{where}`). */
+export const FAULT_SITES = ['packet', 'join', 'leave', 'auth:refresh', 'publish', 'adapter'] as const
 
 /** Scopes of `gateway_rate_limited_total`: REST routes, handshakes, packets of one socket, publishes of one key. */
 export const RATE_LIMIT_SCOPES = ['http', 'connect', 'socket', 'key'] as const
@@ -41,6 +46,7 @@ function initialiseKnownSeries (metrics: GatewayMetrics): void {
   }
   for (const scope of RATE_LIMIT_SCOPES) metrics.rateLimited.inc({ scope }, 0)
   for (const kind of ALERT_KINDS) metrics.alerts.inc({ kind }, 0)
+  for (const where of FAULT_SITES) metrics.internalErrors.inc({ where }, 0)
 }
 
 function createGatewayMetrics (): GatewayMetrics {
@@ -54,6 +60,7 @@ function createGatewayMetrics (): GatewayMetrics {
     socketPackets: new Counter({ name: 'gateway_socket_packets_total', help: 'Socket.IO packets by outcome', labelNames: ['namespace', 'outcome'], registers }),
     rateLimited: new Counter({ name: 'gateway_rate_limited_total', help: 'Requests, handshakes and packets refused by a rate limit', labelNames: ['scope'], registers }),
     alerts: new Counter({ name: 'gateway_alerts_total', help: 'Alerts raised', labelNames: ['kind'], registers }),
+    internalErrors: new Counter({ name: 'gateway_internal_errors_total', help: 'Errors thrown while serving a client, caught and answered UNAVAILABLE', labelNames: ['where'], registers }),
     auditQueueDepth: new Gauge({
       name: 'gateway_audit_queue_depth',
       help: 'Audit rows waiting to be written',

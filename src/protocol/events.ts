@@ -2,6 +2,9 @@
 // them, the client SDK refuses them before sending. No imports, so the browser
 // SDK shares this file with the server.
 
+/** The longest event name a client may send (SPEC §7); a refusal never echoes more of one than this. */
+export const MAX_EVENT_NAME = 128
+
 /** Events the gateway handles itself; every other event name is relayed to a room. */
 export const HANDLED_EVENTS: ReadonlySet<string> = new Set(['join', 'leave', 'auth:refresh'])
 

@@ -1,8 +1,8 @@
-import type { FastifyError } from 'fastify'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { ipRateKey } from '../plugins/rate-limit.js'
 import { httpAttempt, requestCredential } from '../plugins/gatekeeper.js'
+import { isUnreadableBody } from '../net/json-body.js'
 import { errorResponses, Strict } from './schemas.js'
 
 const NAMESPACE = Type.String({ pattern: '^/[A-Za-z0-9_-]{1,64}$' })
@@ -20,10 +20,6 @@ const TokenResponse = Type.Object({
   expiresIn: Type.Integer(),
   expiresAt: Type.String({ format: 'date-time' })
 })
-
-function isBodyParseError (err: FastifyError): boolean {
-  return typeof err.code === 'string' && err.code.startsWith('FST_ERR_CTP_')
-}
 
 const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { token: tokenRate } = app.config.rateLimit
@@ -45,8 +41,9 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       req.principal = await app.admit(typeof fromBody === 'string' ? { kind: 'key', value: fromBody } : undefined, httpAttempt(req))
     },
     // A body that cannot be parsed carries no credential: without a header key that is 401 (SPEC §4), not 400.
+    // A body over BODY_LIMIT is 413 whatever the credentials (SPEC §2).
     errorHandler: async (err, req) => {
-      if (req.principal === null && err.validation === undefined && isBodyParseError(err)) await app.admit(undefined, httpAttempt(req))
+      if (req.principal === null && err.validation === undefined && isUnreadableBody(err)) await app.admit(undefined, httpAttempt(req))
       throw err
     },
     schema: {

@@ -6,14 +6,15 @@ import { clientBucket } from '../net/ip.js'
 import { can } from '../policies/engine.js'
 import { bearerToken, type AttemptContext, type Credential } from '../plugins/gatekeeper.js'
 import { connectRefusal } from './refusal.js'
+import { jsonShapeProblem } from '../protocol/json-shape.js'
 import type { GatewaySocket } from './types.js'
 
 /** The handshake's credential: `auth.token`, or an `Authorization: Bearer` header (server clients). */
-function handshakeCredential (socket: GatewaySocket): Credential {
-  const auth = socket.handshake.auth as { token?: unknown } | undefined
-  if (typeof auth?.token === 'string') return { kind: 'token', value: auth.token }
-  const token = bearerToken(socket.handshake.headers.authorization)
-  if (token !== undefined) return { kind: 'token', value: token }
+function handshakeCredential (auth: unknown, socket: GatewaySocket): Credential {
+  const token = (auth as { token?: unknown } | undefined)?.token
+  if (typeof token === 'string') return { kind: 'token', value: token }
+  const bearer = bearerToken(socket.handshake.headers.authorization)
+  if (bearer !== undefined) return { kind: 'token', value: bearer }
   return undefined
 }
 
@@ -42,18 +43,24 @@ export function createOriginCheck (allowed: readonly string[]): (req: IncomingMe
 export function createConnectionGate (app: FastifyInstance, clientIp: (req: IncomingMessage) => string) {
   const originAllowed = createOriginCheck(app.config.corsOrigins)
   const connectRate = app.config.rateLimit.connect
+  const maxDepth = app.config.maxJsonDepth
 
   return async (socket: GatewaySocket, next: (err?: Error) => void): Promise<void> => {
     const namespace = socket.nsp.name
     const ip = clientIp(socket.request)
     const attempt = { ip, transport: 'socket' as const, namespace, userAgent: socket.handshake.headers['user-agent'] ?? null }
+    // Nothing the client put in `auth` stays on the socket: only the gate reads it. Kept, it would cost
+    // every idle socket its size, and be serialised for other instances (fetchSockets answers).
+    const auth = socket.handshake.auth
+    socket.handshake.auth = {}
     let slotKeyId: string | undefined
     try {
       await refuseBeforeCredential(app, attempt, async () => {
         if (!originAllowed(socket.request)) throw gatewayError('ORIGIN_NOT_ALLOWED')
         await app.consume(`connect:${clientBucket(ip)}`, connectRate, 'connect')
+        if (jsonShapeProblem(auth, maxDepth) !== undefined) throw gatewayError('VALIDATION_FAILED', `auth must be JSON nested at most ${maxDepth} levels deep`)
       })
-      const principal = await app.admit(handshakeCredential(socket), {
+      const principal = await app.admit(handshakeCredential(auth, socket), {
         ...attempt,
         authorize: async (p: Principal) => {
           assertNamespaceAllowed(p, namespace)
@@ -64,17 +71,12 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
       socket.data = {
         principal,
         ip,
-        packetBytes: 0,
         windowStart: 0,
         windowCount: 0,
         windowRefused: 0,
         rateNoticeAt: -1
       }
       if (slotKeyId !== undefined) holdConnectionSlot(app, socket, slotKeyId)
-      // The token has done its work: keeping it on the handshake would cost every idle socket its size,
-      // and ship it to other instances in fetchSockets answers.
-      const { token: _spent, ...rest } = socket.handshake.auth as Record<string, unknown>
-      socket.handshake.auth = rest
       delete socket.handshake.headers.authorization
       next()
     } catch (err) {

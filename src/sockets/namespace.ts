@@ -20,12 +20,12 @@ export function gateNamespace (app: FastifyInstance, name: string, context: Name
   const nsp = app.io.of(name)
   const gauge = app.gatewayMetrics.socketConnections.labels({ namespace: name })
   const relayed = app.gatewayMetrics.socketPackets.labels({ namespace: name, outcome: 'relayed' })
-  const takeHeldSession = guardRecovery(nsp)
+  const { takeHeldSession, sizeNext } = guardRecovery(nsp)
   nsp.use(createConnectionGate(app, context.clientIp))
   nsp.on('connection', (socket: GatewaySocket) => {
     gauge.inc()
     socket.on('disconnect', () => { gauge.dec() })
-    attachProtocol(app, socket, context.expiry, relayed)
+    attachProtocol(app, socket, context.expiry, relayed, sizeNext)
     const held = socket.recovered ? takeHeldSession(socket) : undefined
     if (held !== undefined) resumeSession(app, socket, held)
   })

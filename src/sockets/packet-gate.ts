@@ -4,7 +4,15 @@ import { can } from '../policies/engine.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
 import { publishRefusal } from './publish-rule.js'
-import { HANDLED_EVENTS, isInternalRoom, type GatewaySocket } from './types.js'
+import { HANDLED_EVENTS, isInternalRoom, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
+import { jsonShapeProblem } from '../protocol/json-shape.js'
+import { packetInfo, type PacketInfo } from './parser.js'
+
+// A packet the decoder did not measure is treated as too large: the gate fails closed.
+const UNMEASURED: PacketInfo = { bytes: Number.POSITIVE_INFINITY, binary: false }
+
+// Rooms the gateway puts every socket in (its id, user:<sub>, key:<id>): not counted against SOCKET_MAX_ROOMS.
+const MANAGED_ROOMS = 3
 
 export type Ack = (response: unknown) => void
 type Next = (err?: Error) => void
@@ -16,8 +24,12 @@ type Next = (err?: Error) => void
  * shared count). A refused packet is never passed on: the client is told
  * through its ack, or `gateway:error` without one.
  */
-export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, relay: (event: string, payload: MessagePayload, ack: Ack | undefined) => void) {
+export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, relay: (event: string, payload: MessagePayload, ack: Ack | undefined, bytes: number) => void) {
   const maxBytes = app.config.socketMaxPayload
+  const maxDepth = app.config.maxJsonDepth
+  const maxRooms = app.config.socketMaxRooms
+  // Nesting deeper than maxDepth needs at least this many characters: a smaller packet is not walked.
+  const smallestTooDeep = 2 * (maxDepth + 1)
   const socketRate = app.config.rateLimit.socket
   const namespace = socket.nsp.name
   const packets = app.gatewayMetrics.socketPackets
@@ -30,14 +42,16 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
   function refuse (event: string, ack: Ack | undefined, err: GatewayError, pastSocketLimit = false): void {
     packets.inc({ namespace, outcome: 'refused' })
     const body = packetRefusal(err)
+    // Never more of the client's event name than the longest one accepted.
+    const echoed = typeof event === 'string' ? event.slice(0, MAX_EVENT_NAME) : event
     if (ack !== undefined) ack({ ok: false, error: body })
-    else socket.emit('gateway:error', { ...body, event })
+    else socket.emit('gateway:error', { ...body, event: echoed })
     const state = socket.data
     if (pastSocketLimit || err.code === 'RATE_LIMITED') {
       if (state.rateNoticeAt === state.windowStart) return
       state.rateNoticeAt = state.windowStart
     }
-    notifySubject(app, socket, err, event)
+    notifySubject(app, socket, err, echoed)
   }
 
   /**
@@ -60,23 +74,36 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
   }
 
   /** Token expiry, size and envelope, policy: the checks before the limits, in SPEC order. */
-  function check (event: string, payload: unknown, payloads: number): GatewayError | undefined {
+  function check (event: string, payload: unknown, payloads: number, info: PacketInfo): GatewayError | undefined {
     const { principal } = socket.data
     // socket.io-parser lets a number through as an event name; it is no event of ours.
     if (typeof event !== 'string') return gatewayError('VALIDATION_FAILED', 'The event name must be a string')
+    if (event.length > MAX_EVENT_NAME) return gatewayError('VALIDATION_FAILED', `Event names are limited to ${MAX_EVENT_NAME} characters`)
+    if (info.binary) return gatewayError('VALIDATION_FAILED', 'Packets carry JSON only: binary attachments are refused')
     if (event === 'auth:refresh') return payloads === 1 && RefreshEnvelope.Check(payload) ? undefined : gatewayError('VALIDATION_FAILED', 'auth:refresh takes { token }')
     if (principal.exp !== undefined && principal.exp * 1000 <= Date.now()) return gatewayError('TOKEN_EXPIRED', 'The token expired: send auth:refresh')
-    if (socket.data.packetBytes > maxBytes) return gatewayError('PAYLOAD_TOO_LARGE', `Packets are limited to ${maxBytes} bytes`)
+    if (info.bytes > maxBytes) return gatewayError('PAYLOAD_TOO_LARGE', `Packets are limited to ${maxBytes} bytes`)
     // One envelope per packet: further arguments would be dropped unseen, so they are refused rather than ignored.
     if (payloads !== 1) return gatewayError('VALIDATION_FAILED', `${event} takes one payload`)
     const policy = app.policies.compiled(principal.policyId)
     if (event === 'join' || event === 'leave') {
       if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room }`)
-      if (isInternalRoom(payload.room, socket)) return gatewayError('FORBIDDEN', 'That room is managed by the gateway')
-      if (event === 'join' && !can(policy, principal, 'subscribe', namespace, payload.room)) return gatewayError('FORBIDDEN', `Policy does not allow subscribe to ${payload.room}`)
+      const { room } = payload
+      // Joining its own user room (which it is in already) is the policy's call; leaving it never is.
+      const ownUserRoom = event === 'join' && room === `user:${principal.sub}`
+      if (!ownUserRoom && isInternalRoom(room, socket)) return gatewayError('FORBIDDEN', 'That room is managed by the gateway')
+      if (event === 'join' && !can(policy, principal, 'subscribe', namespace, room)) return gatewayError('FORBIDDEN', `Policy does not allow subscribe to ${room}`)
+      if (event === 'join' && !socket.rooms.has(room) && socket.rooms.size - MANAGED_ROOMS >= maxRooms) {
+        return gatewayError('RATE_LIMITED', `A socket may be in at most ${maxRooms} rooms: leave one first`)
+      }
       return undefined
     }
     if (!MessageEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room, data }`)
+    if (info.bytes >= smallestTooDeep) {
+      const problem = jsonShapeProblem((payload as MessagePayload).data, maxDepth)
+      if (problem === 'depth') return gatewayError('VALIDATION_FAILED', `data may be nested at most ${maxDepth} levels deep`)
+      if (problem !== undefined) return gatewayError('VALIDATION_FAILED', 'Packets carry JSON only')
+    }
     return publishRefusal(policy, principal, namespace, (payload as MessagePayload).room, event)
   }
 
@@ -86,9 +113,10 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     const ack = typeof last === 'function' ? last as Ack : undefined
     const payloads = packet.length - 1 - (ack === undefined ? 0 : 1)
     const payload = payloads > 0 ? packet[1] : undefined
+    const info = packetInfo(packet) ?? UNMEASURED
 
     const limited = overSocketLimit()
-    const refusal = check(event, payload, payloads) ?? limited
+    const refusal = check(event, payload, payloads, info) ?? limited
     if (refusal !== undefined) {
       refuse(event, ack, refusal, limited !== undefined)
       if (limited !== undefined && ++socket.data.windowRefused > socketRate.max) disconnectFlooder(app, socket, limited)
@@ -99,12 +127,12 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     // (socket.onAny would run before this middleware, so it cannot carry the relay).
     if (HANDLED_EVENTS.has(event)) return next()
     const keyLimit = socket.data.principal.rateLimit
-    if (keyLimit === null) return relay(event, payload as MessagePayload, ack)
+    if (keyLimit === null) return relay(event, payload as MessagePayload, ack, info.bytes)
     const quota = app.takePublishQuota(socket.data.principal.keyId, keyLimit)
-    if (quota === undefined) return relay(event, payload as MessagePayload, ack)
+    if (quota === undefined) return relay(event, payload as MessagePayload, ack, info.bytes)
     if (!(quota instanceof Promise)) return refuse(event, ack, quota)
     void quota.then((refused) => {
-      if (refused === undefined) relay(event, payload as MessagePayload, ack)
+      if (refused === undefined) relay(event, payload as MessagePayload, ack, info.bytes)
       else refuse(event, ack, refused)
     })
   }

@@ -9,8 +9,6 @@ import type { Principal } from '../auth/principal.js'
 export interface SocketState {
   principal: Principal
   ip: string
-  /** Size in bytes of the packet being processed (engine.io frame). */
-  packetBytes: number
   /** Per-socket packet window: the limit is local to one connection, so it is counted here, exactly. */
   windowStart: number
   windowCount: number
@@ -34,7 +32,7 @@ export interface RelayedMessage {
   ts: number
 }
 
-export { HANDLED_EVENTS, isReservedEvent } from '../protocol/events.js'
+export { HANDLED_EVENTS, isReservedEvent, MAX_EVENT_NAME } from '../protocol/events.js'
 
 /**
  * Rooms the gateway manages: every `user:<sub>` and `key:<id>` room and the
