@@ -21,14 +21,17 @@ export interface AuditRowView {
   outcome: string
   reason: string | null
   userAgent: string | null
+  /** Attempts the row stands for: 1, or more for a summary of refusals made before any credential was read. */
+  count: number
 }
 
 export interface AuditQuery {
   list: (filter: AuditFilter, limit: number, cursor?: string) => Promise<Page<AuditRowView>>
+  /** Attempts of the key by outcome: sums of `count`, not numbers of rows. */
   counts: (keyId: string) => Promise<{ allowed: number, refused: number }>
 }
 
-interface AuditRow { id: string, at: Date, key_id: string | null, ip: string | null, transport: string, namespace: string | null, outcome: string, reason: string | null, user_agent: string | null }
+interface AuditRow { id: string, at: Date, key_id: string | null, ip: string | null, transport: string, namespace: string | null, outcome: string, reason: string | null, user_agent: string | null, count: number }
 
 export default fp(async (app) => {
   const { sql } = app
@@ -47,13 +50,13 @@ export default fp(async (app) => {
       const rows = await sql<AuditRow[]>`select * from auth_attempts ${where} order by id desc limit ${limit + 1}`
       const page = rows.slice(0, limit)
       return {
-        items: page.map((r) => ({ id: String(r.id), at: r.at, keyId: r.key_id, ip: r.ip, transport: r.transport, namespace: r.namespace, outcome: r.outcome, reason: r.reason, userAgent: r.user_agent })),
+        items: page.map((r) => ({ id: String(r.id), at: r.at, keyId: r.key_id, ip: r.ip, transport: r.transport, namespace: r.namespace, outcome: r.outcome, reason: r.reason, userAgent: r.user_agent, count: r.count })),
         nextCursor: rows.length > limit ? encodeCursor([String(page[page.length - 1].id)]) : null
       }
     },
     async counts (keyId) {
       const rows = await sql<Array<{ outcome: string, n: string }>>`
-        select outcome, count(*) as n from auth_attempts where key_id = ${keyId} group by outcome`
+        select outcome, sum(count) as n from auth_attempts where key_id = ${keyId} group by outcome`
       const count = (outcome: string): number => Number(rows.find((r) => r.outcome === outcome)?.n ?? 0)
       return { allowed: count('allowed'), refused: count('refused') }
     }

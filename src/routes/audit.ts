@@ -8,6 +8,7 @@ const auditRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['audit'],
       summary: 'Authentication attempts, newest first',
+      description: 'One row per attempt (count 1), except refusals made before any credential was read (RATE_LIMITED, TEMPORARILY_BLOCKED, no key id): one summary row per ip, transport, namespace, reason and second, with count. Past 1,000 addresses in one second the rest fold into ip "*".',
       querystring: Strict({
         ...PageQuery,
         keyId: Type.Optional(Type.String({ maxLength: 64 })),

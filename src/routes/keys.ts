@@ -56,7 +56,8 @@ const AuditRow = Type.Object({
   namespace: Type.Union([Type.String(), Type.Null()]),
   outcome: Type.String(),
   reason: Type.Union([Type.String(), Type.Null()]),
-  userAgent: Type.Union([Type.String(), Type.Null()])
+  userAgent: Type.Union([Type.String(), Type.Null()]),
+  count: Type.Integer({ minimum: 1, description: 'Attempts this row stands for: 1, or a summary of refusals made before any credential was read (rate limit, anomaly block) from one ip in one window' })
 })
 export const AuditPage = pageOf(AuditRow)
 
@@ -158,7 +159,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['keys', 'audit'],
       params: IdParams,
       querystring: Strict(PageQuery),
-      response: { 200: Type.Intersect([AuditPage, Type.Object({ counts: Type.Object({ allowed: Type.Integer(), refused: Type.Integer() }) })]), ...errorResponses(400, 401, 403, 404) }
+      response: { 200: Type.Intersect([AuditPage, Type.Object({ counts: Type.Object({ allowed: Type.Integer(), refused: Type.Integer() }, { description: 'Attempts by outcome over all the key rows (sums of count)' }) })]), ...errorResponses(400, 401, 403, 404) }
     }
   }, async (req) => {
     const key = await app.keys.get(req.params.id)

@@ -8,12 +8,12 @@ import { outcome, requestToken } from '../support/auth.js'
 
 const env = { RATE_LIMIT_TOKEN: '100000/minute', ANOMALY_MAX_FAILURES: '100000/minute' }
 
-interface Row { id: string, at: string, keyId: string | null, ip: string | null, transport: string, namespace: string | null, outcome: string, reason: string | null, userAgent: string | null }
+interface Row { id: string, at: string, keyId: string | null, ip: string | null, transport: string, namespace: string | null, outcome: string, reason: string | null, userAgent: string | null, count: number }
 
 /** The rows of attempts made with one user agent, oldest first, straight from the table. */
 async function rowsBy (app: FastifyInstance, userAgent: string): Promise<Array<Record<string, unknown>>> {
   await app.audit.flush()
-  return await app.sql`select key_id, ip, transport, namespace, outcome, reason, user_agent from auth_attempts where user_agent = ${userAgent} order by id`
+  return await app.sql`select key_id, ip, transport, namespace, outcome, reason, user_agent, count from auth_attempts where user_agent = ${userAgent} order by id`
 }
 
 async function auditPage (app: FastifyInstance, query: string): Promise<{ items: Row[], nextCursor: string | null }> {
@@ -39,7 +39,7 @@ t.test('every attempt is one row, naming the key when it exists', async (t) => {
   t.equal(outcome(await app.inject({ url: '/v1/keys', headers: { 'x-api-key': apiKey, ...as('admin-not-admin') }, remoteAddress: '10.7.0.7' })), '403 FORBIDDEN')
 
   const row = (keyId: string | null, ip: string, result: string, reason: string | null, ua: string): Record<string, unknown> =>
-    ({ key_id: keyId, ip, transport: 'http', namespace: null, outcome: result, reason, user_agent: ua })
+    ({ key_id: keyId, ip, transport: 'http', namespace: null, outcome: result, reason, user_agent: ua, count: 1 })
   t.same(await rowsBy(app, 'token-ok'), [row(id, '10.7.0.1', 'allowed', null, 'token-ok')])
   t.same(await rowsBy(app, 'token-wrong-secret'), [row(id, '10.7.0.2', 'refused', 'UNAUTHORIZED', 'token-wrong-secret')], 'a wrong secret names the key')
   t.same(await rowsBy(app, 'token-unknown-id'), [row(null, '10.7.0.3', 'refused', 'UNAUTHORIZED', 'token-unknown-id')], 'an unknown id is null')
@@ -122,7 +122,8 @@ t.test('GET /v1/audit filters and pages newest first', async (t) => {
   t.equal(byKey.items.length, 8)
   t.ok(byKey.items.every((r) => r.keyId === one.id))
   t.equal(byKey.nextCursor, null, 'one page: no cursor')
-  t.same(Object.keys(byKey.items[0]).sort(), ['at', 'id', 'ip', 'keyId', 'namespace', 'outcome', 'reason', 'transport', 'userAgent'])
+  t.same(Object.keys(byKey.items[0]).sort(), ['at', 'count', 'id', 'ip', 'keyId', 'namespace', 'outcome', 'reason', 'transport', 'userAgent'])
+  t.ok(byKey.items.every((r) => r.count === 1), 'an ordinary attempt is a row of count 1')
 
   const refused = await auditPage(app, `keyId=${one.id}&outcome=refused`)
   t.equal(refused.items.length, 3)

@@ -105,11 +105,11 @@ export const liveSockets = (app: FastifyInstance, namespace: string): number => 
 
 export interface AuditRow { keyId: string | null, namespace: string | null, outcome: string, reason: string | null, ip: string }
 
-/** The socket audit rows written so far, oldest first (the queue is flushed first). */
+/** The socket audit rows written so far, one per attempt (a summary row repeated `count` times), oldest first (the queue is flushed first). */
 export async function socketAudit (app: FastifyInstance): Promise<AuditRow[]> {
   await app.audit.flush()
   return await app.sql<AuditRow[]>`
-    select key_id as "keyId", namespace, outcome, reason, ip from auth_attempts where transport = 'socket' order by id`
+    select key_id as "keyId", namespace, outcome, reason, ip from auth_attempts cross join generate_series(1, count) where transport = 'socket' order by id`
 }
 
 /** A key whose policy is `rules`, with scope token:delegate so tests mint tokens for several subjects. */
