@@ -99,7 +99,7 @@ try {
   const env = {
     DATABASE_URL: state.TEST_DATABASE_URL, REDIS_URL: state.TEST_REDIS_URL, ADMIN_API_KEY: ADMIN, LOG_LEVEL: 'warn',
     JWT_SECRET: 'bench-secret-0123456789abcdefghijklmnopqrstuvwxyz',
-    RATE_LIMIT_TOKEN: '1000000/minute', RATE_LIMIT_CONNECT: '1000000/minute', RATE_LIMIT_SOCKET: '1000000/second', ANOMALY_MAX_FAILURES: '1000000/minute'
+    RATE_LIMIT_TOKEN: '1000000/minute', RATE_LIMIT_CONNECT: '1000000/minute', RATE_LIMIT_TRANSPORT: '1000000/minute', MAX_CONNECTIONS_PER_IP: '1000000', RATE_LIMIT_SOCKET: '1000000/second', ANOMALY_MAX_FAILURES: '1000000/minute'
   }
   const results: Result[] = []
   const nodes = await Promise.all([startInstance(env), startInstance(env), startInstance(env)])

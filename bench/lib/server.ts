@@ -78,6 +78,8 @@ async function startGateway (kind: ServerKind): Promise<GatewayState> {
     ADMIN_API_KEY: ADMIN_KEY,
     RATE_LIMIT_SOCKET: '1000000/second',
     RATE_LIMIT_CONNECT: '1000000/minute',
+    RATE_LIMIT_TRANSPORT: '1000000/minute',
+    MAX_CONNECTIONS_PER_IP: '1000000',
     RATE_LIMIT_TOKEN: '1000000/minute',
     ANOMALY_MAX_FAILURES: '1000000/minute',
     ...configOverlay()

@@ -30,6 +30,7 @@ export type NamespaceName = typeof NAMESPACES[number]
 export const keyRoom = (keyId: string): string => `key:${keyId}`
 // Instances that do not answer a cluster-wide request within this are reported, not waited for.
 const CLUSTER_REQUEST_TIMEOUT_MS = 1000
+const NAMESPACE_CONNECT_TIMEOUT_MS = 5000
 // Socket.IO's own default ceiling for one transport message.
 const TRANSPORT_MAX_BUFFER = 1_000_000
 
@@ -109,6 +110,8 @@ export default fp(async (app) => {
     // Measures each packet as it is decoded and never reconstructs binary attachments (see sockets/parser.ts).
     parser: gatewayParser(config.socketMaxPayload),
     connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
+    // A connection that has not connected a namespace by then is closed (SPEC §7); Socket.IO's default is 45 s.
+    connectTimeout: NAMESPACE_CONNECT_TIMEOUT_MS,
     // On close, every socket hears `shutdown` before it is disconnected (SPEC §7).
     // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- the plugin's own type for this callback
     preClose: (done: Function) => {

@@ -8,10 +8,11 @@ import { connectRefusal, forceDisconnect } from '../sockets/refusal.js'
 import { ExpiryWatch } from '../sockets/expiry-watch.js'
 import { registerNotification } from '../sockets/notification.js'
 import { registerSystem } from '../sockets/system.js'
+import { guardTransport } from '../sockets/transport-guard.js'
 import type { GatewaySocket } from '../sockets/types.js'
 import { NAMESPACES } from './io.js'
 import { KEYS_CHANGED } from './keys.js'
-import { TOKEN_REVOKED_CHANNEL } from './auth.js'
+import { SUPERSEDED_MESSAGE, TOKEN_REVOKED_CHANNEL } from './auth.js'
 
 /** The Socket.IO side of the gateway: it only adapts what the plugins before it decorate. */
 export default fp(async (app) => {
@@ -22,6 +23,7 @@ export default fp(async (app) => {
   })
   app.addHook('onClose', async () => { expiry.close() })
   const context = { clientIp: createClientIpResolver(app.config.trustProxy), expiry }
+  guardTransport(app, context.clientIp)
   registerChat(app, context)
   registerNotification(app, context)
   registerSystem(app, context)
@@ -58,4 +60,11 @@ export default fp(async (app) => {
       if (socket.data.principal?.jti === jti) forceDisconnect(app, socket, gatewayError('TOKEN_REVOKED'))
     }
   })
-}, { name: 'sockets', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit'] })
+
+  // So do the tokens a key rotation stopped, at the end of its grace, on every instance.
+  app.onTokensSuperseded((superseded) => {
+    for (const socket of localSockets()) {
+      if (socket.data.principal !== undefined && superseded(socket.data.principal)) forceDisconnect(app, socket, gatewayError('TOKEN_REVOKED', SUPERSEDED_MESSAGE))
+    }
+  })
+}, { name: 'sockets', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit', 'audit'] })

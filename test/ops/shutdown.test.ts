@@ -31,6 +31,8 @@ async function gatewayEnv (t: Tap): Promise<{ env: Record<string, string>, datab
     LOG_LEVEL: 'warn',
     RATE_LIMIT_TOKEN: '1000000/minute',
     RATE_LIMIT_CONNECT: '1000000/minute',
+    RATE_LIMIT_TRANSPORT: '1000000/minute',
+    MAX_CONNECTIONS_PER_IP: '1000000',
     ANOMALY_MAX_FAILURES: '1000000/minute'
   }
   return { env, databaseUrl: isolated.DATABASE_URL }

@@ -1,0 +1,71 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket as NetSocket } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { errorBody, gatewayError, isGatewayError, type GatewayError } from '../errors.js'
+import { clientBucket } from '../net/ip.js'
+
+type Next = (err?: unknown) => void
+
+/** What an Engine.IO connection is known by here: its request, and a close event. */
+interface EngineSocket { request: IncomingMessage, once: (event: 'close', listener: () => void) => unknown }
+
+/**
+ * SPEC §7 transport limits, before any credential: at most
+ * MAX_CONNECTIONS_PER_IP open Engine.IO connections per client address on
+ * this instance, and at most RATE_LIMIT_TRANSPORT handshakes per address
+ * (counted in the shared store, so across the cluster). A refused handshake
+ * gets HTTP 429 with Retry-After before any Socket.IO packet. Requests of an
+ * existing session (polling, upgrades) are not handshakes.
+ */
+export function guardTransport (app: FastifyInstance, clientIp: (req: IncomingMessage) => string): void {
+  const { maxConnectionsPerIp } = app.config
+  const handshakeRate = app.config.rateLimit.transport
+  const open = new Map<string, number>()
+  const engine = app.io.engine
+
+  engine.on('connection', (socket: EngineSocket) => {
+    const bucket = clientBucket(clientIp(socket.request))
+    open.set(bucket, (open.get(bucket) ?? 0) + 1)
+    socket.once('close', () => {
+      const left = (open.get(bucket) ?? 1) - 1
+      if (left === 0) open.delete(bucket)
+      else open.set(bucket, left)
+    })
+  })
+
+  engine.use((req: IncomingMessage, res: ServerResponse, next: Next) => {
+    if (new URL(req.url ?? '/', 'http://gateway').searchParams.has('sid')) return next()
+    const ip = clientIp(req)
+    const bucket = clientBucket(ip)
+    const admitted = (open.get(bucket) ?? 0) >= maxConnectionsPerIp
+      ? Promise.reject(gatewayError('RATE_LIMITED', `At most ${maxConnectionsPerIp} open connections per client address`, 1))
+      : app.consume(`transport:${bucket}`, handshakeRate, 'transport')
+    admitted.then(() => { next() }, (err: unknown) => {
+      const refusal = isGatewayError(err) ? err : gatewayError('UNAVAILABLE')
+      app.audit.record({ ip, transport: 'socket', namespace: null, keyId: null, outcome: 'refused', reason: refusal.code, userAgent: req.headers['user-agent'] ?? null })
+      refuseHandshake(req, res, refusal)
+    })
+  })
+}
+
+/**
+ * Answers a refused handshake with the §4 error body and never passes it on.
+ * An upgrade has no HTTP response object: the status line goes to the socket.
+ */
+function refuseHandshake (req: IncomingMessage, res: ServerResponse, refusal: GatewayError): void {
+  const body = JSON.stringify(errorBody(refusal))
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), connection: 'close' }
+  if (refusal.retryAfter !== undefined) headers['retry-after'] = String(refusal.retryAfter)
+  if (req.headers.upgrade !== undefined) {
+    const socket = req.socket as NetSocket
+    socket.on('error', () => {})
+    if (socket.writable) {
+      const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+      socket.write(`HTTP/1.1 ${refusal.statusCode} ${refusal.statusCode === 429 ? 'Too Many Requests' : 'Service Unavailable'}\r\n${lines}\r\n${body}`)
+    }
+    socket.destroy()
+    return
+  }
+  res.writeHead(refusal.statusCode, headers)
+  res.end(body)
+}
