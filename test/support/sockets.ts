@@ -6,7 +6,7 @@ type Tap = { teardown: (fn: () => unknown) => void }
 type ClientOptions = Partial<ManagerOptions & SocketOptions>
 
 /** Limits loose enough that a test's own setup (minting tokens, connecting) never trips them. */
-export const ROOMY_LIMITS = { RATE_LIMIT_TOKEN: '1000/minute', RATE_LIMIT_CONNECT: '1000/minute', ANOMALY_MAX_FAILURES: '1000/minute' }
+export const ROOMY_LIMITS = { RATE_LIMIT_TOKEN: '1000/minute', RATE_LIMIT_CONNECT: '1000/minute', RATE_LIMIT_TRANSPORT: '10000/minute', ANOMALY_MAX_FAILURES: '1000/minute' }
 
 /** The connect_error of a refused handshake (`err.message` is the §6 code, `err.data` the details). */
 export interface ConnectError extends Error { data?: { code: string, message: string, retryAfter?: number } }
