@@ -17,6 +17,8 @@ export interface Principal {
   /** Token id and expiry (seconds since the epoch) when the call came with a token. */
   jti?: string
   exp?: number
+  /** The generation of the key's secret the credential came from (SPEC §3 rotation): a rotation's grace over, older ones stop. */
+  keyGeneration?: number
   /** The key's publish limit and live-connection cap, as its record had them at authentication. */
   rateLimit: KeyRateLimit | null
   maxConnections: number | null

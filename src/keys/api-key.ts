@@ -46,12 +46,19 @@ export function parseApiKey (raw: string): ParsedApiKey | undefined {
 
 /** Constant-time check of a secret against stored hashes; a missing hash is checked against a decoy. */
 export function secretMatches (secret: string | undefined, ...hashes: Array<Buffer | null | undefined>): boolean {
+  return matchingSecret(secret, ...hashes) >= 0
+}
+
+/** Which of the stored hashes the secret matches (its index), or -1; constant-time like `secretMatches`. */
+export function matchingSecret (secret: string | undefined, ...hashes: Array<Buffer | null | undefined>): number {
   const presented = hashSecret(secret ?? '')
-  let matched = false
-  for (const hash of hashes.length > 0 ? hashes : [undefined]) {
+  let matched = -1
+  const candidates = hashes.length > 0 ? hashes : [undefined]
+  for (let i = 0; i < candidates.length; i++) {
+    const hash = candidates[i]
     // Always compare, even after a match or against the decoy, so the work done does not depend on the outcome.
     const equal = timingSafeEqual(presented, hash ?? DECOY_HASH)
-    matched = (equal && hash !== null && hash !== undefined) || matched
+    matched = equal && hash !== null && hash !== undefined && matched < 0 ? i : matched
   }
   return matched
 }

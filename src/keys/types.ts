@@ -20,6 +20,8 @@ export interface ApiKeyRecord {
   secretHash: Buffer
   previousSecretHash: Buffer | null
   previousExpiresAt: Date | null
+  /** Counts the key's rotations: the current secret's generation (the previous one's is one less). */
+  secretGeneration: number
 }
 
 export interface NewKeyInput {

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
-import { hashSecret, parseApiKey, secretMatches } from '../keys/api-key.js'
+import { hashSecret, matchingSecret, parseApiKey, secretMatches } from '../keys/api-key.js'
+import { generationStanding, KEYS_ROTATED, parseRotationNotice, RotationCutoffs, type SupersededTest } from '../keys/rotation.js'
 import type { ApiKeyRecord, Scope } from '../keys/types.js'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import { loadSigningKeys, type SigningKeys } from '../auth/jwt-keys.js'
@@ -19,6 +20,11 @@ declare module 'fastify' {
     revokeToken: (principal: Principal) => Promise<void>
     /** The key-state rule of every authentication (revoked, expired, IP allowlist), for a key already in use. */
     assertKeyUsable: (key: ApiKeyRecord, ip: string) => void
+    /**
+     * Hears, on every instance, when a rotation's grace ends: the test matches
+     * the principals whose tokens stopped then (their live sockets must close).
+     */
+    onTokensSuperseded: (listener: (superseded: SupersededTest) => void) => void
     signingKeys: SigningKeys
   }
 }
@@ -29,14 +35,17 @@ export interface IssuedToken { accessToken: string, tokenType: 'Bearer', expires
 /** A refusal that names the key the attempt used, when that key exists (for the audit row). */
 export type AuthError = GatewayError & { keyId?: string }
 
-interface TokenClaims { sub: string, kid: string, jti: string, scope: string, ns?: string[], exp: number, iat: number }
+// `kgen`: the generation of the key's secret the token was minted from (a private claim, see keys/rotation.ts).
+interface TokenClaims { sub: string, kid: string, jti: string, scope: string, ns?: string[], exp: number, iat: number, kgen?: number }
 
 export const revokedJtiFlag = (jti: string): string => `revoked:jti:${jti}`
 /** Broadcast with a jti when a token is revoked. */
 export const TOKEN_REVOKED_CHANNEL = 'tokens:revoked'
+/** Why a token minted before a rotation is refused (REST, handshake, refresh) and its sockets closed. */
+export const SUPERSEDED_MESSAGE = 'The key was rotated: tokens minted before the rotation stopped when its grace period ended'
 
-function refuse (code: Parameters<typeof gatewayError>[0], keyId?: string): AuthError {
-  const err: AuthError = gatewayError(code)
+function refuse (code: Parameters<typeof gatewayError>[0], keyId?: string, message?: string): AuthError {
+  const err: AuthError = gatewayError(code, message)
   if (keyId !== undefined) err.keyId = keyId
   return err
 }
@@ -111,10 +120,39 @@ export default fp(async (app) => {
   // Records already seen here: findForAuth hands back the same object while it answers from its cache, a new one after a read.
   const seenRecords = new WeakSet<ApiKeyRecord>()
 
-  /** Constant-time check of a presented secret against a key's secret, and its previous one during a rotation's grace period. */
-  function keyMatches (key: ApiKeyRecord | undefined, secret: string | undefined): boolean {
+  /**
+   * Constant-time check of a presented secret against a key's secret, and its previous one during a rotation's
+   * grace period: the generation of the secret it matched, or undefined.
+   */
+  function matchedGeneration (key: ApiKeyRecord | undefined, secret: string | undefined): number | undefined {
     const graceOpen = key?.previousExpiresAt != null && key.previousExpiresAt.getTime() > Date.now()
-    return secretMatches(secret, key?.secretHash, graceOpen ? key?.previousSecretHash : undefined) && key !== undefined
+    const index = matchingSecret(secret, key?.secretHash, graceOpen ? key?.previousSecretHash : undefined)
+    // Tokens minted from the previous secret carry its generation, so they stop with it, at the grace's end.
+    return key === undefined || index < 0 ? undefined : key.secretGeneration - index
+  }
+
+  const superseded: Array<(test: SupersededTest) => void> = []
+  const cutoffs = new RotationCutoffs((test) => { for (const listener of superseded) listener(test) })
+  app.decorate('onTokensSuperseded', (listener: (test: SupersededTest) => void) => { superseded.push(listener) })
+  await app.store.subscribe(KEYS_ROTATED, (message) => {
+    const notice = parseRotationNotice(message)
+    if (notice !== undefined) cutoffs.rotated(notice)
+  })
+  app.addHook('onClose', async () => { cutoffs.close() })
+
+  /** A token of an older generation of the key's secret than a rotation allows is TOKEN_REVOKED; returns the record checked. */
+  async function assertGenerationLive (key: ApiKeyRecord, generation: number): Promise<ApiKeyRecord> {
+    let standing = generationStanding(key, generation)
+    if (standing.kind === 'ahead') {
+      // Minted after a rotation this instance has not heard of yet: the cached record is stale.
+      key = await app.keys.get(key.id).catch(() => key) ?? key
+      standing = generationStanding(key, generation)
+    }
+    if (standing.kind === 'superseded') throw refuse('TOKEN_REVOKED', key.id, SUPERSEDED_MESSAGE)
+    if (standing.kind === 'ahead') throw refuse('UNAUTHORIZED', key.id)
+    // An instance that missed the rotation's notice (started since) still cuts this token's sockets on time.
+    if (standing.kind === 'grace') cutoffs.schedule(key.id, key.secretGeneration, standing.until)
+    return key
   }
 
   async function findKey (id: string): Promise<ApiKeyRecord | undefined> {
@@ -134,19 +172,19 @@ export default fp(async (app) => {
     }
     const parsed = parseApiKey(rawKey)
     let key = parsed === undefined ? undefined : await findKey(parsed.id)
-    let matched = keyMatches(key, parsed?.secret)
-    if (!matched && parsed !== undefined && key !== undefined && seenRecords.has(key)) {
+    let generation = matchedGeneration(key, parsed?.secret)
+    if (generation === undefined && parsed !== undefined && key !== undefined && seenRecords.has(key)) {
       // A wrong secret against a cached record is confirmed by PostgreSQL (the cache may predate a rotation made
       // elsewhere). The read also gives this refusal the one round trip an unknown id costs, so the time taken
       // does not tell whether the id exists.
       key = await app.keys.get(parsed.id).catch(() => key)
-      matched = keyMatches(key, parsed.secret)
+      generation = matchedGeneration(key, parsed.secret)
     }
     if (key !== undefined) seenRecords.add(key)
-    if (!matched || key === undefined) throw refuse('UNAUTHORIZED', key?.id)
+    if (generation === undefined || key === undefined) throw refuse('UNAUTHORIZED', key?.id)
     checkKeyState(key, ip)
     app.keys.markUsed(key.id)
-    return { keyId: key.id, sub: key.id, scopes: key.scopes, policyId: key.policyId, rateLimit: key.rateLimit, maxConnections: key.maxConnections, via: 'key' }
+    return { keyId: key.id, sub: key.id, scopes: key.scopes, policyId: key.policyId, keyGeneration: generation, rateLimit: key.rateLimit, maxConnections: key.maxConnections, via: 'key' }
   })
 
   app.decorate('authenticateToken', async (token: string, ip: string): Promise<Principal> => {
@@ -160,6 +198,9 @@ export default fp(async (app) => {
     if (typeof claims.kid !== 'string' || typeof claims.sub !== 'string' || typeof claims.jti !== 'string' || typeof claims.scope !== 'string') {
       throw refuse('UNAUTHORIZED')
     }
+    // Tokens minted before generations existed carry none: they belong to the first secret.
+    const generation = claims.kgen ?? 0
+    if (!Number.isSafeInteger(generation) || generation < 0) throw refuse('UNAUTHORIZED')
     let revoked: number
     try {
       revoked = await app.store.flagTtl(revokedJtiFlag(claims.jti))
@@ -167,9 +208,11 @@ export default fp(async (app) => {
       throw gatewayError('UNAVAILABLE')
     }
     if (revoked > 0) throw refuse('TOKEN_REVOKED', claims.kid)
-    const key = await findKey(claims.kid)
-    if (key === undefined) throw refuse('UNAUTHORIZED')
-    checkKeyState(key, ip)
+    const found = await findKey(claims.kid)
+    if (found === undefined) throw refuse('UNAUTHORIZED')
+    checkKeyState(found, ip)
+    const key = await assertGenerationLive(found, generation)
+    if (key !== found) checkKeyState(key, ip)
     // A token never carries more than its key has now: scopes removed from the key since minting are dropped.
     const scopes = claims.scope.split(' ').filter((s): s is Scope => (key.scopes as string[]).includes(s))
     return {
@@ -180,6 +223,7 @@ export default fp(async (app) => {
       ns: Array.isArray(claims.ns) ? claims.ns : undefined,
       jti: claims.jti,
       exp: claims.exp,
+      keyGeneration: generation,
       rateLimit: key.rateLimit,
       maxConnections: key.maxConnections,
       via: 'token'
@@ -201,7 +245,9 @@ export default fp(async (app) => {
     const ns = options.namespaces ?? principal.ns
     const iat = Math.floor(Date.now() / 1000)
     const exp = iat + ttl
-    const claims: Omit<TokenClaims, 'ns'> & { ns?: readonly string[] } = { sub, kid: principal.keyId, jti: randomUUID(), scope: scopes.join(' '), iat, exp }
+    const claims: Omit<TokenClaims, 'ns'> & { ns?: readonly string[] } = {
+      sub, kid: principal.keyId, jti: randomUUID(), scope: scopes.join(' '), iat, exp, kgen: principal.keyGeneration ?? 0
+    }
     if (ns !== undefined) claims.ns = ns
     const accessToken = app.jwt.sign(claims)
     return { accessToken, tokenType: 'Bearer', expiresIn: ttl, expiresAt: new Date(exp * 1000).toISOString() }

@@ -4,6 +4,7 @@ import { withDeadline } from '../deadline.js'
 import { gatewayError } from '../errors.js'
 import { generateApiKey, KEY_ID_PATTERN, newSecret } from '../keys/api-key.js'
 import { pageNewestFirst } from '../keys/cursor.js'
+import { KEYS_ROTATED, type RotationNotice } from '../keys/rotation.js'
 import type { ApiKeyRecord, KeyPatch, NewKeyInput, Page, Scope } from '../keys/types.js'
 import type { SharedStore } from '../stores/shared-store.js'
 
@@ -54,6 +55,7 @@ interface KeyRow {
   revoked_at: Date | null
   created_at: Date
   last_used_at: Date | null
+  secret_generation: number
 }
 
 function toRecord (row: KeyRow): ApiKeyRecord {
@@ -71,7 +73,8 @@ function toRecord (row: KeyRow): ApiKeyRecord {
     lastUsedAt: row.last_used_at,
     secretHash: row.secret_hash,
     previousSecretHash: row.previous_secret_hash,
-    previousExpiresAt: row.previous_expires_at
+    previousExpiresAt: row.previous_expires_at,
+    secretGeneration: row.secret_generation
   }
 }
 
@@ -150,10 +153,14 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
         update api_keys set
           previous_secret_hash = case when ${gracePeriodSeconds} > 0 then secret_hash else null end,
           previous_expires_at = case when ${gracePeriodSeconds} > 0 then now() + make_interval(secs => ${gracePeriodSeconds}) else null end,
-          secret_hash = ${secretHash}
+          secret_hash = ${secretHash},
+          secret_generation = secret_generation + 1
         where id = ${id} and revoked_at is null returning *`
       const record = await changed(row === undefined ? undefined : toRecord(row))
-      return record === undefined ? undefined : { record, apiKey: `spk_${id}_${secret}` }
+      if (record === undefined) return undefined
+      const notice: RotationNotice = { keyId: id, generation: record.secretGeneration, graceUntil: record.previousExpiresAt?.getTime() ?? null }
+      await store.publish(KEYS_ROTATED, JSON.stringify(notice)).catch(() => {})
+      return { record, apiKey: `spk_${id}_${secret}` }
     },
 
     async findForAuth (id) {

@@ -8,6 +8,7 @@ import { connectRefusal, forceDisconnect } from '../sockets/refusal.js'
 import { ExpiryWatch } from '../sockets/expiry-watch.js'
 import { registerNotification } from '../sockets/notification.js'
 import { registerSystem } from '../sockets/system.js'
+import { guardTransport } from '../sockets/transport-guard.js'
 import type { GatewaySocket } from '../sockets/types.js'
 import { NAMESPACES } from './io.js'
 import { KEYS_CHANGED } from './keys.js'
@@ -22,6 +23,7 @@ export default fp(async (app) => {
   })
   app.addHook('onClose', async () => { expiry.close() })
   const context = { clientIp: createClientIpResolver(app.config.trustProxy), expiry }
+  guardTransport(app, context.clientIp)
   registerChat(app, context)
   registerNotification(app, context)
   registerSystem(app, context)
@@ -65,4 +67,4 @@ export default fp(async (app) => {
       if (socket.data.principal !== undefined && superseded(socket.data.principal)) forceDisconnect(app, socket, gatewayError('TOKEN_REVOKED', SUPERSEDED_MESSAGE))
     }
   })
-}, { name: 'sockets', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit'] })
+}, { name: 'sockets', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit', 'audit'] })

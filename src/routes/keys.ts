@@ -61,8 +61,8 @@ const AuditRow = Type.Object({
 })
 export const AuditPage = pageOf(AuditRow)
 
-function view (key: ApiKeyRecord): Omit<ApiKeyRecord, 'secretHash' | 'previousSecretHash' | 'previousExpiresAt'> {
-  const { secretHash: _s, previousSecretHash: _p, previousExpiresAt: _e, ...visible } = key
+function view (key: ApiKeyRecord): Omit<ApiKeyRecord, 'secretHash' | 'previousSecretHash' | 'previousExpiresAt' | 'secretGeneration'> {
+  const { secretHash: _s, previousSecretHash: _p, previousExpiresAt: _e, secretGeneration: _g, ...visible } = key
   return visible
 }
 
@@ -140,7 +140,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: async (req) => { if (req.body === undefined) req.body = {} },
     schema: {
       tags: ['keys'],
-      summary: 'Issue a new secret; the old one works for gracePeriodSeconds more',
+      summary: 'Issue a new secret; the old one, and the tokens minted before, work for gracePeriodSeconds more',
       params: IdParams,
       body: Strict({ gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })) }),
       response: { 200: KeyWithSecret, ...errorResponses(400, 401, 403, 404, 409) }

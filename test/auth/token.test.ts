@@ -33,7 +33,8 @@ t.test('a key mints a token that carries every claim and authenticates', async (
   t.notOk('ns' in payload, 'no namespace claim unless asked')
 
   const principal = await app.authenticateToken(body.accessToken, '127.0.0.1')
-  t.same({ ...principal }, { keyId: id, sub: id, scopes: ['publish'], policyId: null, ns: undefined, jti: payload.jti, exp: payload.exp, rateLimit: null, maxConnections: null, via: 'token' })
+  t.equal(payload.kgen, 0, 'the generation of the secret it was minted from: a new key has never been rotated')
+  t.same({ ...principal }, { keyId: id, sub: id, scopes: ['publish'], policyId: null, ns: undefined, jti: payload.jti, exp: payload.exp, keyGeneration: 0, rateLimit: null, maxConnections: null, via: 'token' })
 
   const second = decodeToken((await requestToken(app, apiKey)).json<{ accessToken: string }>().accessToken)
   t.not(second.payload.jti, payload.jti, 'every token has its own jti')
@@ -245,10 +246,15 @@ t.test('a rotated key stops accepting its old secret after the grace period', as
   t.ok(next.startsWith(`spk_${id}_`), 'same key id, new secret')
   t.equal((await requestToken(app, original)).statusCode, 200, 'old secret works within the grace period')
   t.equal((await requestToken(app, next)).statusCode, 200, 'new secret works')
+  const tokenInGrace = await mintToken(app, original)
+  const tokenAfter = await mintToken(app, next)
+  t.equal(await refusalCode(app.authenticateToken(tokenBefore, '127.0.0.1')), 'ALLOWED', 'a token minted before the rotation works within the grace period')
   await sleep(1300)
   t.equal(outcome(await requestToken(app, original)), '401 UNAUTHORIZED', 'old secret refused after the grace period')
   t.equal((await requestToken(app, next)).statusCode, 200, 'new secret still works')
-  t.equal(await refusalCode(app.authenticateToken(tokenBefore, '127.0.0.1')), 'ALLOWED', 'rotation is not revocation: tokens stay valid until they expire')
+  t.equal(await refusalCode(app.authenticateToken(tokenBefore, '127.0.0.1')), 'TOKEN_REVOKED', 'a token minted before the rotation stops with the grace period (SPEC §3)')
+  t.equal(await refusalCode(app.authenticateToken(tokenInGrace, '127.0.0.1')), 'TOKEN_REVOKED', 'so does one minted from the old secret during the grace')
+  t.equal(await refusalCode(app.authenticateToken(tokenAfter, '127.0.0.1')), 'ALLOWED', 'one minted from the new secret works')
 
   // The body is optional by the route schema, but an empty POST is refused today (reported): send {}.
   const again = await app.inject({ method: 'POST', url: `/v1/keys/${id}/rotate`, headers: adminHeaders, payload: {} })
