@@ -142,3 +142,18 @@ t.test('a cluster needs the real servers', { skip: realServers ? false : 'TEST_D
     t.same(raisedOnB, [], 'raised by the instance that saw it, not repeated by B')
   })
 })
+
+t.test('a handshake carrying a large extra auth field cannot break a revoke on another instance', { skip: realServers ? false : 'TEST_DATABASE_URL and TEST_REDIS_URL are not set' }, async (t) => {
+  const { a, b, urlA } = await cluster(t)
+  const { id, apiKey } = await keyWithPolicy(a, CHAT_RULES)
+  const token = await tokenFor(a, apiKey, 'alice')
+  // Within the depth limit (a deeper one is refused at the gate), but large: nothing of it may stay on the socket.
+  let nested: unknown = 'x'.repeat(1000)
+  for (let i = 0; i < 30; i++) nested = { nested, pad: 'y'.repeat(10_000) }
+  const alice = await connectAs(t, urlA, '/chat', token, { auth: { token, extra: nested } })
+  const gone = disconnection(alice, 5000)
+  const revoked = await revokeKey(b, id)
+  t.same([revoked.disconnected, revoked.incomplete ?? false], [1, false], 'instance B counted the socket on A; A answered')
+  await gone
+  t.equal((await a.inject({ url: '/health/live' })).statusCode, 200, 'A is alive')
+})

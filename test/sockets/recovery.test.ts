@@ -80,3 +80,52 @@ t.test('a recovered session whose token was revoked meanwhile is refused', async
   t.equal(revoked.statusCode, 204)
   t.equal(await outcome, 'TOKEN_REVOKED', 'the recovery attempt passes the gate again, and is refused')
 })
+
+t.test('a session id presented under another key recovers nothing of that session', async (t) => {
+  const app = await buildWithoutRedis(t)
+  const policyId = await createPolicy(app, chatRules(['secret', 'lobby']))
+  const owner = await createKey(app, { policyId, scopes: ['token:delegate'] })
+  const thief = await createKey(app, { policyId, scopes: ['token:delegate'] })
+  const url = await listen(app)
+  const member = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, owner.apiKey, { sub: 'alice' }) } })
+  const sender = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, owner.apiKey, { sub: 'sender' }) } })
+  await Promise.all([connected(member), connected(sender)])
+  await member.emitWithAck('join', { room: 'secret' })
+  const first = new Promise((resolve) => member.once('message', resolve))
+  await sender.emitWithAck('message', { room: 'secret', data: 'before' })
+  await first
+  const { _pid: pid, _lastOffset: offset } = member as unknown as { _pid: string, _lastOffset: string }
+  t.ok(typeof pid === 'string' && typeof offset === 'string', 'the client holds a private session id and an offset')
+  member.io.engine.close()
+  await sleep(50)
+  await sender.emitWithAck('message', { room: 'secret', data: 'missed' })
+  // Another key's token with the stolen session id: it connects (its own policy allows the namespace) but gets nothing.
+  const frames: string[] = []
+  const stranger = connect(t, `${url}/chat`, { autoConnect: false, auth: { token: await mintToken(app, thief.apiKey, { sub: 'alice' }), pid, offset } })
+  stranger.io.on('open', () => { stranger.io.engine.on('packet', (p: { data?: unknown }) => { if (typeof p.data === 'string') frames.push(p.data) }) })
+  stranger.connect()
+  await connected(stranger)
+  await sleep(200)
+  t.notOk(frames.some((f) => f.includes('missed')), `none of the session's missed messages (${frames.length} frames)`)
+  const [server] = await app.io.of('/chat').in(`key:${thief.id}`).fetchSockets()
+  t.notOk(server.rooms.has('secret'), 'and none of its rooms')
+})
+
+t.test('what recovery keeps is bounded, empty rooms included', async (t) => {
+  const env = await isolatedEnv(t, { RATE_LIMIT_SOCKET: '100000/second' })
+  delete env.REDIS_URL
+  const app = await buildFrom(t, env)
+  const { apiKey } = await createKey(app, { policyId: await createPolicy(app, chatRules(['void'])) })
+  const url = await listen(app)
+  const sender = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, apiKey) } })
+  await connected(sender)
+  const data = 'x'.repeat(60_000)
+  // 400 packets of 60 KB to a room nobody is in: 24 MB sent.
+  for (let i = 0; i < 400; i += 20) {
+    await Promise.all(Array.from({ length: 20 }, async () => await sender.timeout(5000).emitWithAck('message', { room: 'void', data })))
+  }
+  const stored = (app.io.of('/chat').adapter as unknown as { packets: Array<{ data: unknown[] }> }).packets
+  const bytes = stored.reduce((sum, p) => sum + JSON.stringify(p.data).length, 0)
+  t.ok(bytes <= 16 * 1024 * 1024 + 61_000, `the namespace keeps ${(bytes / 1e6).toFixed(1)} MB of 24 MB sent (bound 16 MiB)`)
+  t.ok(stored.length > 0, 'recovery still keeps the recent ones')
+})
