@@ -15,6 +15,8 @@
 //   BENCH_TRIALS=n          measured trials per variant (default 3)
 //   BENCH_SECONDS=s         measured relay window (default 5; fan-out uses 3)
 //   BENCH_PLAIN_BASELINE=1  add the informational A0 variant (Socket.IO defaults) to relay (default on, off with QUICK)
+//   BENCH_ONLY=soak         the soak (only when named: it takes BENCH_SOAK_MINUTES, default 30), written to
+//                           bench/results/soak.{md,json}; latest.* is left alone when soak is all that ran
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -31,13 +33,14 @@ import { profileHandshakes, run as runHandshakes } from './scenarios/handshakes.
 import { profileToken, run as runToken } from './scenarios/token.js'
 import { IDLE_SOCKETS, IDLE_SOCKETS_QUICK, run as runIdleMemory } from './scenarios/idle-memory.js'
 import { run as runOpenLoop } from './scenarios/open-loop.js'
+import { run as runSoak, soakSummary, writeSoakReport, type SoakReport } from './scenarios/soak.js'
 import { profileRelay, run as runRelay, startProfiledServer, type ProfileRun } from './scenarios/relay.js'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
 const PROFILES = fileURLToPath(new URL('./results/profiles/', import.meta.url))
 
-function settingsFromEnv (): BenchSettings & { only: Set<string> | undefined, profileSeconds: number } {
+function settingsFromEnv (): BenchSettings & { only: Set<string> | undefined, profileSeconds: number, soakMinutes: number } {
   const quick = process.env.BENCH_QUICK === '1'
   const number = (name: string, fallback: number): number => {
     const value = Number(process.env[name])
@@ -52,7 +55,8 @@ function settingsFromEnv (): BenchSettings & { only: Set<string> | undefined, pr
     warmupSeconds: quick ? 1 : 2,
     plainBaseline: process.env.BENCH_PLAIN_BASELINE !== undefined ? process.env.BENCH_PLAIN_BASELINE === '1' : !quick,
     only: only === undefined || only.length === 0 ? undefined : new Set(only),
-    profileSeconds: quick ? 3 : 6
+    profileSeconds: quick ? 3 : 6,
+    soakMinutes: number('BENCH_SOAK_MINUTES', 30)
   }
 }
 
@@ -493,7 +497,11 @@ async function main (): Promise<void> {
   let profile: ProfileReport | undefined
   const pathProfiles: PathProfile[] = []
   const wantedPaths = PATH_PROFILES.filter(({ step }) => wants(step))
-  const stores = wanted.length > 0 || wants('profile') || wantedPaths.length > 0 ? startStores(log) : undefined
+  // Never part of the full run: the soak takes BENCH_SOAK_MINUTES on its own.
+  const wantsSoak = settings.only?.has('soak') === true
+  const onlySoak = wantsSoak && settings.only !== undefined && settings.only.size === 1
+  let soak: SoakReport | undefined
+  const stores = wanted.length > 0 || wantsSoak || wants('profile') || wantedPaths.length > 0 ? startStores(log) : undefined
   // Ctrl-C skips the finally below: the private PostgreSQL and Redis are stopped here instead
   // (the children exit with their IPC channel).
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -508,6 +516,13 @@ async function main (): Promise<void> {
     for (const [name, run] of wanted) {
       log(`${name}…`)
       results.push(await run(settings, pool))
+    }
+    if (wantsSoak) {
+      // Alone on the server CPU: the scenarios' servers stop, the soak starts its own B.
+      await pool.stopAll()
+      log(`soak (${settings.soakMinutes} min)…`)
+      soak = await runSoak(settings.soakMinutes, pool, log)
+      await pool.stopAll()
     }
     // The profiles come after the scenarios, each server started only for its own window (profilePair):
     // a server idling under --cpu-prof still samples, and would share CPU 0 with a measurement.
@@ -554,6 +569,12 @@ async function main (): Promise<void> {
     micro
   }
   mkdirSync(RESULTS, { recursive: true })
+  if (soak !== undefined) {
+    writeSoakReport(soak, { ...meta, settings: { ...meta.settings, soakMinutes: settings.soakMinutes }, elapsedSeconds })
+    for (const line of soakSummary(soak)) console.log(line)
+    console.log('soak report: bench/results/soak.md, bench/results/soak.json')
+  }
+  if (onlySoak) return
   writeFileSync(new URL('./results/latest.json', import.meta.url), `${JSON.stringify(json, null, 2)}\n`)
   writeFileSync(new URL('./results/latest.md', import.meta.url), `${markdown({ ...meta, elapsedSeconds }, results, micro, profile, pathProfiles)}\n`)
 
