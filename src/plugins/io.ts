@@ -5,6 +5,8 @@ import fp from 'fastify-plugin'
 import fastifySocketIO from 'fastify-socket.io'
 import { RedisAdapter, type createAdapter } from '@socket.io/redis-adapter'
 import { gatewayError } from '../errors.js'
+import { NAMESPACES } from '../protocol/namespaces.js'
+import { keyRoom } from '../protocol/rooms.js'
 import { packetRefusal } from '../sockets/refusal.js'
 import { gatewayParser } from '../sockets/parser.js'
 import type { GatewayServer } from '../sockets/types.js'
@@ -22,12 +24,6 @@ declare module 'fastify' {
   }
 }
 
-/** The namespaces of SPEC §5. */
-export const NAMESPACES = ['/chat', '/notification', '/system', '/error'] as const
-export type NamespaceName = typeof NAMESPACES[number]
-
-/** Each socket joins this room of its namespace, so a key's sockets can be found and closed together. */
-export const keyRoom = (keyId: string): string => `key:${keyId}`
 // Instances that do not answer a cluster-wide request within this are reported, not waited for.
 const CLUSTER_REQUEST_TIMEOUT_MS = 1000
 const NAMESPACE_CONNECT_TIMEOUT_MS = 5000

@@ -4,7 +4,7 @@ import { Counter, Gauge, Registry } from 'prom-client'
 import { gatewayError } from '../errors.js'
 import { compileCidrs } from '../net/ip.js'
 import { ALERT_KINDS } from './alerts.js'
-import { NAMESPACES } from './io.js'
+import { NAMESPACES } from '../protocol/namespaces.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -10,7 +10,7 @@ import { registerNotification } from '../sockets/notification.js'
 import { registerSystem } from '../sockets/system.js'
 import { guardTransport } from '../sockets/transport-guard.js'
 import type { GatewaySocket } from '../sockets/types.js'
-import { NAMESPACES } from './io.js'
+import { NAMESPACES } from '../protocol/namespaces.js'
 import { KEYS_CHANGED } from './keys.js'
 import { SUPERSEDED_MESSAGE, TOKEN_REVOKED_CHANNEL } from './auth.js'
 

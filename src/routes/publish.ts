@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { assertNamespaceAllowed } from '../auth/principal.js'
 import { Type } from '@sinclair/typebox'
-import { NAMESPACES } from '../plugins/io.js'
+import { NAMESPACES } from '../protocol/namespaces.js'
 import { relayedMessage } from '../sockets/protocol.js'
 import { publishRefusal } from '../sockets/publish-rule.js'
 import { errorResponses, Strict } from './schemas.js'

@@ -3,18 +3,12 @@ import { Backoff, type BackoffOptions } from './backoff.js'
 import { GatewayError, isTransientTokenFailure, refusalError, remedyFor, retryAfterMs, type ErrorDetails } from './errors.js'
 import type { TokenSource } from './tokens.js'
 import { isReservedEvent } from '../protocol/events.js'
+import type { RelayedMessage } from '../protocol/messages.js'
 
 /** The ack of a published event (SPEC §5). */
 export interface PublishAck { ok: true, id: string }
 
-/** What the members of a room receive for a published event (SPEC §5). */
-export interface RelayedMessage<T = unknown> {
-  id: string
-  room: string
-  from: { sub: string }
-  data: T
-  ts: number
-}
+export type { RelayedMessage }
 
 /** One namespace of a client (`client.namespace('/chat')`); all of a client's namespaces share one connection. */
 export interface Namespace {

@@ -3,7 +3,8 @@ import { gatewayError, type GatewayError } from '../errors.js'
 import type { ApiKeyRecord } from '../keys/types.js'
 import { can } from '../policies/engine.js'
 import { forceDisconnect } from './refusal.js'
-import { isInternalRoom, type GatewaySocket } from './types.js'
+import type { GatewaySocket } from './types.js'
+import { isManagedRoom } from '../protocol/rooms.js'
 
 /**
  * Re-applies the socket's policy to what it already holds: the namespace
@@ -19,7 +20,7 @@ export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): voi
     return
   }
   for (const room of socket.rooms) {
-    if (!isInternalRoom(room, socket) && !can(policy, principal, 'subscribe', namespace, room)) void socket.leave(room)
+    if (!isManagedRoom(room, socket.id) && !can(policy, principal, 'subscribe', namespace, room)) void socket.leave(room)
   }
 }
 

@@ -4,7 +4,9 @@ import { can } from '../policies/engine.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
 import { publishRefusal } from './publish-rule.js'
-import { HANDLED_EVENTS, isInternalRoom, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
+import { HANDLED_EVENTS, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
+import { isManagedRoom, userRoom } from '../protocol/rooms.js'
+import type { Ack } from '../protocol/messages.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
 import { packetInfo, type PacketInfo } from './parser.js'
 
@@ -14,7 +16,6 @@ const UNMEASURED: PacketInfo = { bytes: Number.POSITIVE_INFINITY, binary: false 
 // Rooms the gateway puts every socket in (its id, user:<sub>, key:<id>): not counted against SOCKET_MAX_ROOMS.
 const MANAGED_ROOMS = 3
 
-export type Ack = (response: unknown) => void
 type Next = (err?: Error) => void
 
 /**
@@ -90,8 +91,8 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
       if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room }`)
       const { room } = payload
       // Joining its own user room (which it is in already) is the policy's call; leaving it never is.
-      const ownUserRoom = event === 'join' && room === `user:${principal.sub}`
-      if (!ownUserRoom && isInternalRoom(room, socket)) return gatewayError('FORBIDDEN', 'That room is managed by the gateway')
+      const ownUserRoom = event === 'join' && room === userRoom(principal.sub)
+      if (!ownUserRoom && isManagedRoom(room, socket.id)) return gatewayError('FORBIDDEN', 'That room is managed by the gateway')
       if (event === 'join' && !can(policy, principal, 'subscribe', namespace, room)) return gatewayError('FORBIDDEN', `Policy does not allow subscribe to ${room}`)
       if (event === 'join' && !socket.rooms.has(room) && socket.rooms.size - MANAGED_ROOMS >= maxRooms) {
         return gatewayError('RATE_LIMITED', `A socket may be in at most ${maxRooms} rooms: leave one first`)

@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto'
 import { assertNamespaceAllowed } from '../auth/principal.js'
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError } from '../errors.js'
-import { keyRoom } from '../plugins/io.js'
+import { keyRoom, userRoom } from '../protocol/rooms.js'
 import type { RefreshPayload, RoomPayload } from './envelopes.js'
 import { packetRefusal } from './refusal.js'
-import { createPacketGate, type Ack } from './packet-gate.js'
+import { createPacketGate } from './packet-gate.js'
+import type { Ack } from '../protocol/messages.js'
 import type { Counter } from 'prom-client'
 import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewaySocket, RelayedMessage } from './types.js'
@@ -49,7 +50,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
       ack?.({ ok: true, id: message.id })
     })
   }))
-  void socket.join([`user:${principal.sub}`, keyRoom(principal.keyId)])
+  void socket.join([userRoom(principal.sub), keyRoom(principal.keyId)])
   expiry.watch(socket)
 
   socket.on('join', (payload: RoomPayload, ack: Ack | undefined) => {

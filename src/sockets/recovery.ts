@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { can } from '../policies/engine.js'
 import type { SocketState } from './types.js'
-import { isInternalRoom, type GatewayNamespace, type GatewaySocket } from './types.js'
+import type { GatewayNamespace, GatewaySocket } from './types.js'
+import { isManagedRoom } from '../protocol/rooms.js'
 
 interface HeldSession { rooms: string[], missedPackets: unknown[][], keyId: string | undefined, sub: string | undefined }
 
@@ -95,7 +96,7 @@ export function resumeSession (app: FastifyInstance, socket: GatewaySocket, sess
   if (session.keyId !== principal.keyId || session.sub !== principal.sub) return
   const policy = app.policies.compiled(principal.policyId)
   const namespace = socket.nsp.name
-  const rooms = session.rooms.filter((room) => !isInternalRoom(room, socket) && can(policy, principal, 'subscribe', namespace, room))
+  const rooms = session.rooms.filter((room) => !isManagedRoom(room, socket.id) && can(policy, principal, 'subscribe', namespace, room))
   void socket.join(rooms)
   const allowed = new Set(rooms)
   for (const packet of session.missedPackets) {

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import type { GatewayError } from '../errors.js'
+import type { RefusalBody } from '../protocol/messages.js'
+import { userRoom } from '../protocol/rooms.js'
 import type { GatewaySocket } from './types.js'
 
 /** The `connect_error` a refused handshake gets: message = the §6 code, data = the details (SPEC §5). */
 export interface ConnectRefusal extends Error {
-  data: { code: string, message: string, retryAfter?: number }
+  data: RefusalBody
 }
 
 export function connectRefusal (err: GatewayError): ConnectRefusal {
@@ -14,7 +16,7 @@ export function connectRefusal (err: GatewayError): ConnectRefusal {
 }
 
 /** The body of a refused packet: in the ack, or in `gateway:error` with the event name. */
-export function packetRefusal (err: GatewayError): { code: string, message: string, retryAfter?: number } {
+export function packetRefusal (err: GatewayError): RefusalBody {
   return { code: err.code, message: err.message, ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {}) }
 }
 
@@ -23,7 +25,7 @@ export function packetRefusal (err: GatewayError): { code: string, message: stri
  * (SPEC §5: delivered to `user:<sub>` there, on every instance).
  */
 export function notifySubject (app: FastifyInstance, socket: GatewaySocket, err: GatewayError, event: string): void {
-  app.io.of('/error').to(`user:${socket.data.principal.sub}`).emit('gateway:error', { ...packetRefusal(err), event, namespace: socket.nsp.name })
+  app.io.of('/error').to(userRoom(socket.data.principal.sub)).emit('gateway:error', { ...packetRefusal(err), event, namespace: socket.nsp.name })
 }
 
 /**

@@ -23,21 +23,6 @@ export type GatewayServer = Server<AnyEvents, AnyEvents, AnyEvents, SocketState>
 export type GatewayNamespace = Namespace<AnyEvents, AnyEvents, AnyEvents, SocketState>
 export type GatewaySocket = Socket<AnyEvents, AnyEvents, AnyEvents, SocketState>
 
-/** The message members of a room receive for a relayed event (SPEC §5). */
-export interface RelayedMessage {
-  id: string
-  room: string
-  from: { sub: string }
-  data: unknown
-  ts: number
-}
-
 export { HANDLED_EVENTS, isReservedEvent, MAX_EVENT_NAME } from '../protocol/events.js'
+export type { RelayedMessage } from '../protocol/messages.js'
 
-/**
- * Rooms the gateway manages: every `user:<sub>` and `key:<id>` room and the
- * socket's own. Clients can neither join nor leave them (a socket is put in
- * its own user room on connect; joining another user's would read their mail).
- */
-export const isInternalRoom = (room: string, socket: GatewaySocket): boolean =>
-  room === socket.id || room.startsWith('key:') || room.startsWith('user:')
