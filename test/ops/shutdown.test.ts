@@ -55,9 +55,18 @@ async function stalledRequest (t: Tap, port: number): Promise<NetSocket> {
   t.teardown(() => { socket.destroy() })
   socket.on('error', () => {})
   await new Promise<void>((resolve) => socket.once('connect', resolve))
-  socket.write('POST /auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{')
-  // Give the server time to read the headers and start the request.
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  // `Expect: 100-continue`: Node answers `100 Continue` once it has parsed the headers, so the request
+  // is known to be in flight (a connection whose headers were not read yet is idle and closed at once).
+  const continued = new Promise<void>((resolve, reject) => {
+    let heard = ''
+    const onData = (chunk: Buffer): void => {
+      heard += chunk.toString('latin1')
+      if (heard.startsWith('HTTP/1.1 100')) { socket.off('data', onData); resolve() } else if (heard.includes('\r\n')) reject(new Error(`not 100 Continue: ${heard}`))
+    }
+    socket.on('data', onData)
+  })
+  socket.write('POST /auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n{')
+  await continued
   return socket
 }
 
@@ -131,7 +140,7 @@ t.test('SIGTERM under load: sockets told, exit 0 in time, every audit row writte
   t.same({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `exit code 0 (got ${exit.code ?? exit.signal}; stderr: ${proc.stderr().slice(0, 500)})`)
   t.ok(shutdownMs < 10_000, `exited ${shutdownMs} ms after SIGTERM`)
 
-  await waitUntil(() => heard.every((h) => h.disconnect !== undefined), 2000).catch(() => {})
+  await waitUntil(() => heard.every((h) => h.disconnect !== undefined), 10_000).catch(() => {})
   t.same(heard.map((h) => typeof h.shutdown?.at), ['string', 'string', 'string'], 'each socket (/chat, /chat, /system) received shutdown, saying when')
   t.same(heard.map((h) => h.disconnect?.reason), ['io server disconnect', 'io server disconnect', 'io server disconnect'],
     `then each is disconnected by the server, not cut at the drain deadline (${heard.map((h) => `${h.disconnect?.reason} +${(h.disconnect?.at ?? NaN) - sigtermAt} ms`).join(', ')})`)
@@ -176,10 +185,17 @@ t.test('a second signal during a slow close exits at once', async (t) => {
   t.equal(await exitWithin(proc, 500), 'still running', 'the close is slow (a request is still in flight)')
   const secondAt = Date.now()
   proc.child.kill('SIGINT')
-  const exit = await exitWithin(proc, 2000)
+  /*
+   * Told apart by how it ends, not by a clock: left alone, this close ends with the drain cut at
+   * DRAIN_MS (4 s) and exit 0, or at CLOSE_DEADLINE_MS (9.5 s) with "killed by timeout" and exit 1.
+   * The second signal's path prints "second SIGINT, exiting" and exits 1 on the spot. The wait
+   * outlasts both slow paths (it only bounds a hang), so a loaded machine cannot fail it.
+   */
+  const exit = await exitWithin(proc, EXIT_WITHIN_MS)
   t.not(exit, 'still running', 'the second signal ends it')
   if (exit === 'still running') return
-  t.ok(exit.at - secondAt < 1000, `exited ${exit.at - secondAt} ms after the second signal`)
-  t.not(exit.code, 0, `not a clean exit (code ${exit.code})`)
-  t.comment(`figures: second signal → exit in ${exit.at - secondAt} ms, code ${exit.code}`)
+  t.equal(exit.code, 1, `not a clean exit (code ${exit.code}): the slow close did not run to its end`)
+  t.match(proc.stderr(), /second SIGINT, exiting/, 'it exited on the second signal')
+  t.notMatch(proc.stderr(), /killed by timeout/, 'not at the close deadline')
+  t.comment(`figures: second signal → exit in ${exit.at - secondAt} ms, code ${exit.code}; drain cut logged first: ${/still open after the drain period/.test(proc.stdout())}`)
 })
