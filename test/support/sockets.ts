@@ -43,8 +43,15 @@ export async function handshakeOutcome (t: Tap, url: string, options: ClientOpti
   }
 }
 
+/*
+ * The waits below end as soon as what they wait for happens: a long default costs a passing test
+ * nothing, and keeps a loaded machine (2 cores, 2 test files at once) from failing one. A check that
+ * something did NOT happen is a different thing: it waits a fixed time (eventsWithin) on purpose.
+ */
+export const WAIT_MS = 10_000
+
 /** The first `event` the socket receives, or a rejection after `timeoutMs`. */
-export async function nextEvent<T = any> (socket: ClientSocket, event: string, timeoutMs = 2000): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export async function nextEvent<T = any> (socket: ClientSocket, event: string, timeoutMs = WAIT_MS): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
   return await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.off(event, listener)
@@ -80,7 +87,7 @@ export async function eventsWithin (socket: ClientSocket, ms = 200): Promise<Arr
 }
 
 /** Resolves when the socket is disconnected (with the reason), or rejects after `timeoutMs`. */
-export async function disconnection (socket: ClientSocket, timeoutMs = 1000): Promise<string> {
+export async function disconnection (socket: ClientSocket, timeoutMs = WAIT_MS): Promise<string> {
   if (socket.disconnected && !socket.active) return 'already disconnected'
   return await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`still connected after ${timeoutMs} ms`)) }, timeoutMs)
@@ -92,7 +99,7 @@ export async function disconnection (socket: ClientSocket, timeoutMs = 1000): Pr
 }
 
 /** Polls `condition` every 20 ms until it holds; rejects after `timeoutMs`. */
-export async function eventually (condition: () => boolean | Promise<boolean>, timeoutMs = 1000, what = 'condition'): Promise<void> {
+export async function eventually (condition: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`${what} did not hold within ${timeoutMs} ms`)
@@ -138,7 +145,7 @@ export async function revokeKey (app: FastifyInstance, id: string): Promise<{ re
   return res.json()
 }
 
-/** An emit's ack, or a rejection after 2 s. */
+/** An emit's ack, or a rejection after WAIT_MS. */
 export async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return await socket.timeout(2000).emitWithAck(event, ...args)
+  return await socket.timeout(WAIT_MS).emitWithAck(event, ...args)
 }
