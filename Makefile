@@ -3,6 +3,7 @@
 #   make dev        run the gateway (src/server.ts); environment passes through
 #   make test       start private PostgreSQL + Redis, run the tap suite, stop them
 #   make bench      run the benchmarks (bench/run.ts)
+#   make fuzz       fuzz an in-process gateway (FUZZ_RUNS=1000000, FUZZ_SEED, FUZZ_PATH); results in fuzz-results/
 #   make cluster    Redis, PostgreSQL, three instances on 3001-3003 (+ nginx on 3000); Ctrl-C stops all
 #   make build      compile to dist/ (the client SDK to dist/sdk/)
 #   make typecheck  type-check only
@@ -13,7 +14,7 @@ SHELL := /bin/bash
 TEST_SERVERS := scripts/test-servers.sh
 TEST_SERVERS_STATE ?= $(CURDIR)/.test-servers.env
 
-.PHONY: help install dev test bench build typecheck cluster test-servers-start test-servers-stop
+.PHONY: help install dev test bench fuzz build typecheck cluster test-servers-start test-servers-stop
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -59,6 +60,9 @@ cluster: node_modules
 
 bench: node_modules
 	@npx tsx bench/run.ts
+
+fuzz: node_modules
+	@npx tsx scripts/fuzz.ts
 
 build: node_modules
 	@npx tsc -p tsconfig.json && npx tsc -p src/sdk/tsconfig.json
