@@ -23,6 +23,8 @@ import anomalyPlugin from './plugins/anomaly.js'
 import auditPlugin from './plugins/audit.js'
 import auditQueryPlugin from './plugins/audit-query.js'
 import gatekeeperPlugin from './plugins/gatekeeper.js'
+import authorizePlugin from './plugins/authorize.js'
+import messagesPlugin from './plugins/messages.js'
 import ioPlugin from './plugins/io.js'
 import socketsPlugin from './plugins/sockets.js'
 import publishRoutes from './routes/publish.js'
@@ -169,6 +171,8 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(auditQueryPlugin)
   void app.register(gatekeeperPlugin)
   void app.register(ioPlugin)
+  void app.register(authorizePlugin)
+  void app.register(messagesPlugin)
 
   void app.register(healthRoutes)
   void app.register(authRoutes)

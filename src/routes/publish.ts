@@ -1,9 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { assertNamespaceAllowed } from '../auth/principal.js'
 import { Type } from '@sinclair/typebox'
+import { isGatewayError } from '../errors.js'
 import { NAMESPACES } from '../protocol/namespaces.js'
-import { relayedMessage } from '../sockets/protocol.js'
-import { publishRefusal } from '../sockets/publish-rule.js'
 import { errorResponses, Strict } from './schemas.js'
 
 const PublishBody = Strict({
@@ -14,8 +12,9 @@ const PublishBody = Strict({
 })
 
 /**
- * Server-side publish: the same delivery as a socket's relay, to the room's
- * members on every instance, under the same scope, policy and per-key limit.
+ * Server-side publish: the publish pipeline a socket's relay goes through,
+ * to the room's members on every instance, under the same scope, policy and
+ * per-key limit.
  */
 const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/publish', {
@@ -29,17 +28,12 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (req, reply) => {
     const principal = req.principal!
-    const { namespace, room, event, data } = req.body
-    assertNamespaceAllowed(principal, namespace)
-    const refused = publishRefusal(app.policies.compiled(principal.policyId), principal, namespace, room, event)
+    const { namespace, room, event } = req.body
+    const refused = app.messages.refusePublish(principal, namespace, room, event)
     if (refused !== undefined) throw refused
-    if (principal.rateLimit !== null) {
-      const limited = await app.takePublishQuota(principal.keyId, principal.rateLimit)
-      if (limited !== undefined) throw limited
-    }
-    const message = relayedMessage(room, principal.sub, data)
-    app.io.of(namespace).to(room).emit(event, message)
-    return await reply.code(202).send({ id: message.id })
+    const delivered = await app.messages.deliver(principal, req.body, { bytes: Number(req.headers['content-length'] ?? 0) })
+    if (isGatewayError(delivered)) throw delivered
+    return await reply.code(202).send({ id: delivered.id })
   })
 }
 

@@ -3,7 +3,6 @@ import type { IncomingMessage } from 'node:http'
 import { assertNamespaceAllowed, type Principal } from '../auth/principal.js'
 import { gatewayError, isGatewayError } from '../errors.js'
 import { clientBucket } from '../net/ip.js'
-import { can } from '../policies/engine.js'
 import { bearerToken, type AttemptContext, type Credential } from '../plugins/gatekeeper.js'
 import { connectRefusal } from './refusal.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
@@ -64,7 +63,8 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
         ...attempt,
         authorize: async (p: Principal) => {
           assertNamespaceAllowed(p, namespace)
-          if (!can(app.policies.compiled(p.policyId), p, 'connect', namespace)) throw gatewayError('FORBIDDEN', `Policy does not allow connect on ${namespace}`)
+          const refused = app.authorize(p, 'connect', namespace)
+          if (refused !== undefined) throw refused
           if (await reserveConnection(app, p)) slotKeyId = p.keyId
         }
       })

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, type GatewayError } from '../errors.js'
 import type { ApiKeyRecord } from '../keys/types.js'
-import { can } from '../policies/engine.js'
 import { forceDisconnect } from './refusal.js'
 import type { GatewaySocket } from './types.js'
 import { isManagedRoom } from '../protocol/rooms.js'
@@ -13,14 +12,14 @@ import { isManagedRoom } from '../protocol/rooms.js'
  */
 export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): void {
   const { principal } = socket.data
-  const policy = app.policies.compiled(principal.policyId)
   const namespace = socket.nsp.name
-  if (!can(policy, principal, 'connect', namespace)) {
-    forceDisconnect(app, socket, gatewayError('FORBIDDEN', `Policy no longer allows ${namespace}`), 'connect')
+  const refused = app.authorize(principal, 'connect', namespace)
+  if (refused !== undefined) {
+    forceDisconnect(app, socket, refused, 'connect')
     return
   }
   for (const room of socket.rooms) {
-    if (!isManagedRoom(room, socket.id) && !can(policy, principal, 'subscribe', namespace, room)) void socket.leave(room)
+    if (!isManagedRoom(room, socket.id) && app.authorize(principal, 'subscribe', namespace, room) !== undefined) void socket.leave(room)
   }
 }
 

@@ -19,13 +19,12 @@ export interface NamespaceContext {
 export function gateNamespace (app: FastifyInstance, name: string, context: NamespaceContext): GatewayNamespace {
   const nsp = app.io.of(name)
   const gauge = app.gatewayMetrics.socketConnections.labels({ namespace: name })
-  const relayed = app.gatewayMetrics.socketPackets.labels({ namespace: name, outcome: 'relayed' })
-  const { takeHeldSession, sizeNext } = guardRecovery(nsp)
+  const takeHeldSession = guardRecovery(nsp, app.messages.bytesOf)
   nsp.use(createConnectionGate(app, context.clientIp))
   nsp.on('connection', (socket: GatewaySocket) => {
     gauge.inc()
     socket.on('disconnect', () => { gauge.dec() })
-    attachProtocol(app, socket, context.expiry, relayed, sizeNext)
+    attachProtocol(app, socket, context.expiry)
     const held = socket.recovered ? takeHeldSession(socket) : undefined
     if (held !== undefined) resumeSession(app, socket, held)
   })

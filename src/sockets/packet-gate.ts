@@ -1,14 +1,14 @@
 import type { FastifyInstance } from 'fastify'
-import { gatewayError, type GatewayError } from '../errors.js'
-import { can } from '../policies/engine.js'
+import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
+import type { RelayedMessage } from '../protocol/messages.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
-import { publishRefusal } from './publish-rule.js'
 import { HANDLED_EVENTS, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
-import { isManagedRoom, userRoom } from '../protocol/rooms.js'
+import { isManagedRoom } from '../protocol/rooms.js'
 import type { Ack } from '../protocol/messages.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
 import { packetInfo, type PacketInfo } from './parser.js'
+import { guarded } from './guarded.js'
 
 // A packet the decoder did not measure is treated as too large: the gate fails closed.
 const UNMEASURED: PacketInfo = { bytes: Number.POSITIVE_INFINITY, binary: false }
@@ -20,12 +20,14 @@ type Next = (err?: Error) => void
 
 /**
  * Per-packet middleware, in SPEC §5 order: token expiry, size and envelope,
- * policy, per-socket then per-key limits. Nothing on the common path waits on
- * PostgreSQL or Redis (a per-key limit, when the key has one, is the only
- * shared count). A refused packet is never passed on: the client is told
- * through its ack, or `gateway:error` without one.
+ * policy, per-socket then per-key limits; an event of the client's own is
+ * then delivered through the publish pipeline (`app.messages`), the one
+ * `POST /v1/publish` uses. Nothing on the common path waits on PostgreSQL or
+ * Redis (a per-key limit, when the key has one, is the only shared count).
+ * A refused packet is never passed on: the client is told through its ack,
+ * or `gateway:error` without one.
  */
-export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, relay: (event: string, payload: MessagePayload, ack: Ack | undefined, bytes: number) => void) {
+export function createPacketGate (app: FastifyInstance, socket: GatewaySocket) {
   const maxBytes = app.config.socketMaxPayload
   const maxDepth = app.config.maxJsonDepth
   const maxRooms = app.config.socketMaxRooms
@@ -34,6 +36,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
   const socketRate = app.config.rateLimit.socket
   const namespace = socket.nsp.name
   const packets = app.gatewayMetrics.socketPackets
+  const relayed = packets.labels({ namespace, outcome: 'relayed' })
 
   /**
    * Answers a refused packet and mirrors it to `/error`. Rate-limit refusals
@@ -86,18 +89,19 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
     if (info.bytes > maxBytes) return gatewayError('PAYLOAD_TOO_LARGE', `Packets are limited to ${maxBytes} bytes`)
     // One envelope per packet: further arguments would be dropped unseen, so they are refused rather than ignored.
     if (payloads !== 1) return gatewayError('VALIDATION_FAILED', `${event} takes one payload`)
-    const policy = app.policies.compiled(principal.policyId)
-    if (event === 'join' || event === 'leave') {
-      if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room }`)
+    if (event === 'join') {
+      if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', 'join takes { room }')
       const { room } = payload
-      // Joining its own user room (which it is in already) is the policy's call; leaving it never is.
-      const ownUserRoom = event === 'join' && room === userRoom(principal.sub)
-      if (!ownUserRoom && isManagedRoom(room, socket.id)) return gatewayError('FORBIDDEN', 'That room is managed by the gateway')
-      if (event === 'join' && !can(policy, principal, 'subscribe', namespace, room)) return gatewayError('FORBIDDEN', `Policy does not allow subscribe to ${room}`)
-      if (event === 'join' && !socket.rooms.has(room) && socket.rooms.size - MANAGED_ROOMS >= maxRooms) {
+      const refused = app.authorize(principal, 'subscribe', namespace, room)
+      if (refused !== undefined) return refused
+      if (!socket.rooms.has(room) && socket.rooms.size - MANAGED_ROOMS >= maxRooms) {
         return gatewayError('RATE_LIMITED', `A socket may be in at most ${maxRooms} rooms: leave one first`)
       }
       return undefined
+    }
+    if (event === 'leave') {
+      if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', 'leave takes { room }')
+      return isManagedRoom(payload.room, socket.id) ? gatewayError('FORBIDDEN', 'That room is managed by the gateway') : undefined
     }
     if (!MessageEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', `${event} takes { room, data }`)
     if (info.bytes >= smallestTooDeep) {
@@ -105,7 +109,23 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
       if (problem === 'depth') return gatewayError('VALIDATION_FAILED', `data may be nested at most ${maxDepth} levels deep`)
       if (problem !== undefined) return gatewayError('VALIDATION_FAILED', 'Packets carry JSON only')
     }
-    return publishRefusal(policy, principal, namespace, (payload as MessagePayload).room, event)
+    return app.messages.refusePublish(principal, namespace, (payload as MessagePayload).room, event)
+  }
+
+  /** The per-key quota and the delivery, through the publish pipeline; the client is acked with the message id. */
+  function publish (event: string, { room, data }: MessagePayload, ack: Ack | undefined, bytes: number): void {
+    const answer = (result: RelayedMessage | GatewayError): void => {
+      if (isGatewayError(result)) return refuse(event, ack, result)
+      relayed.inc()
+      ack?.({ ok: true, id: result.id })
+    }
+    guarded(app, socket, 'packet', ack, () => {
+      const result = app.messages.deliver(socket.data.principal, { namespace, room, event, data }, { exceptSocketId: socket.id, bytes })
+      if (!(result instanceof Promise)) return answer(result)
+      result.then((settled) => { guarded(app, socket, 'packet', ack, () => { answer(settled) }) }, (err: unknown) => {
+        guarded(app, socket, 'packet', ack, () => { throw err })
+      })
+    })
   }
 
   return (packet: unknown[], next: Next): void => {
@@ -123,19 +143,10 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket, r
       if (limited !== undefined && ++socket.data.windowRefused > socketRate.max) disconnectFlooder(app, socket, limited)
       return
     }
-
-    // join, leave and auth:refresh go on to their handlers; every other event is relayed here
+    // join, leave and auth:refresh go on to their handlers; every other event is published here
     // (socket.onAny would run before this middleware, so it cannot carry the relay).
     if (HANDLED_EVENTS.has(event)) return next()
-    const keyLimit = socket.data.principal.rateLimit
-    if (keyLimit === null) return relay(event, payload as MessagePayload, ack, info.bytes)
-    const quota = app.takePublishQuota(socket.data.principal.keyId, keyLimit)
-    if (quota === undefined) return relay(event, payload as MessagePayload, ack, info.bytes)
-    if (!(quota instanceof Promise)) return refuse(event, ack, quota)
-    void quota.then((refused) => {
-      if (refused === undefined) relay(event, payload as MessagePayload, ack, info.bytes)
-      else refuse(event, ack, refused)
-    })
+    publish(event, payload as MessagePayload, ack, info.bytes)
   }
 }
 

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import { assertNamespaceAllowed } from '../auth/principal.js'
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError } from '../errors.js'
@@ -7,49 +6,18 @@ import type { RefreshPayload, RoomPayload } from './envelopes.js'
 import { packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
 import type { Ack } from '../protocol/messages.js'
-import type { Counter } from 'prom-client'
 import type { ExpiryWatch } from './expiry-watch.js'
-import type { GatewaySocket, RelayedMessage } from './types.js'
-
-/** Builds the relayed message once; every member of the room receives the same object. */
-export function relayedMessage (room: string, sub: string, data: unknown): RelayedMessage {
-  return { id: randomUUID(), room, from: { sub }, data, ts: Date.now() }
-}
-
-/**
- * Runs a handler's work for one client: an error it throws (a bug) is
- * reported, and the client is answered UNAVAILABLE instead of the process
- * meeting an uncaught exception.
- */
-export function guarded (app: FastifyInstance, socket: GatewaySocket, where: string, ack: Ack | undefined, work: () => void): void {
-  try {
-    work()
-  } catch (err) {
-    app.reportFault(err, { where, keyId: socket.data.principal?.keyId, namespace: socket.nsp.name, owner: socket })
-    const refusal = packetRefusal(gatewayError('UNAVAILABLE', 'The gateway could not handle this packet'))
-    try {
-      if (ack !== undefined) ack({ ok: false, error: refusal })
-      else socket.emit('gateway:error', { ...refusal, event: where })
-    } catch {}
-  }
-}
+import type { GatewaySocket } from './types.js'
+import { guarded } from './guarded.js'
 
 /**
  * The protocol of SPEC §5 on a socket that passed the connection gate. The
  * packet gate validates every payload before these handlers see it.
  */
-export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, expiry: ExpiryWatch, relayed: Counter.Internal, sizeNext: (bytes: number) => void): void {
+export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, expiry: ExpiryWatch): void {
   const { principal } = socket.data
 
-  socket.use(createPacketGate(app, socket, (event, payload, ack, bytes) => {
-    guarded(app, socket, 'packet', ack, () => {
-      const message = relayedMessage(payload.room, socket.data.principal.sub, payload.data)
-      sizeNext(bytes)
-      socket.to(payload.room).emit(event, message)
-      relayed.inc()
-      ack?.({ ok: true, id: message.id })
-    })
-  }))
+  socket.use(createPacketGate(app, socket))
   void socket.join([userRoom(principal.sub), keyRoom(principal.keyId)])
   expiry.watch(socket)
 

@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify'
-import { can } from '../policies/engine.js'
 import type { SocketState } from './types.js'
 import type { GatewayNamespace, GatewaySocket } from './types.js'
 import { isManagedRoom } from '../protocol/rooms.js'
@@ -17,7 +16,7 @@ const HOLD_MS = 30_000
  */
 export interface RecoveryBounds { maxPackets: number, maxBytes: number }
 export const RECOVERY_BOUNDS: RecoveryBounds = { maxPackets: 10_000, maxBytes: 16 * 1024 * 1024 }
-// A packet whose size the emitter did not tell (a gateway notice) is counted as this many bytes.
+// A packet whose size the publish pipeline did not tell (a gateway notice) is counted as this many bytes.
 const DEFAULT_PACKET_BYTES = 256
 
 interface StoredPacket { id: string }
@@ -31,11 +30,11 @@ interface SessionAwareAdapter { packets?: StoredPacket[] }
  * passed the new handshake: the rooms the policy still allows, and the missed
  * messages of those rooms, and only to the same key and subject.
  *
- * Returns the function that takes a recovered socket's held session, and
- * `sizeNext`, which tells the store the size of the next packet broadcast
- * (the relay knows it from the client's frame).
+ * `bytesOf` tells the size of a message being broadcast (the publish
+ * pipeline knows it from the client's frame); returns the function that
+ * takes a recovered socket's held session.
  */
-export function guardRecovery (nsp: GatewayNamespace, bounds: RecoveryBounds = RECOVERY_BOUNDS): { takeHeldSession: (socket: GatewaySocket) => HeldSession | undefined, sizeNext: (bytes: number) => void } {
+export function guardRecovery (nsp: GatewayNamespace, bytesOf: (message: unknown) => number | undefined, bounds: RecoveryBounds = RECOVERY_BOUNDS): (socket: GatewaySocket) => HeldSession | undefined {
   const held = new Map<string, HeldSession>()
   const adapter = nsp.adapter
   const restoreSession = adapter.restoreSession.bind(adapter)
@@ -49,28 +48,24 @@ export function guardRecovery (nsp: GatewayNamespace, bounds: RecoveryBounds = R
     return { ...session, rooms: [], missedPackets: [] }
   }
   const stored = (adapter as unknown as SessionAwareAdapter).packets
-  let nextBytes = DEFAULT_PACKET_BYTES
-  if (stored !== undefined) boundStoredPackets(adapter, stored, bounds, () => { const bytes = nextBytes; nextBytes = DEFAULT_PACKET_BYTES; return bytes })
-  return {
-    takeHeldSession: (socket) => {
-      const session = held.get(socket.id)
-      held.delete(socket.id)
-      return session
-    },
-    sizeNext: (bytes) => { nextBytes = Math.max(bytes, DEFAULT_PACKET_BYTES) }
+  if (stored !== undefined) boundStoredPackets(adapter, stored, bounds, (data) => Math.max(bytesOf(data[1]) ?? 0, DEFAULT_PACKET_BYTES))
+  return (socket) => {
+    const session = held.get(socket.id)
+    held.delete(socket.id)
+    return session
   }
 }
 
 /** Drops the oldest stored packets once the namespace holds more than its bounds (a tenth at a time: splicing is O(n)). */
-function boundStoredPackets (adapter: GatewayNamespace['adapter'], packets: StoredPacket[], bounds: RecoveryBounds, takeSize: () => number): void {
+function boundStoredPackets (adapter: GatewayNamespace['adapter'], packets: StoredPacket[], bounds: RecoveryBounds, sizeOf: (data: unknown[]) => number): void {
   const sizes: number[] = []
   let bytes = 0
   const broadcast = adapter.broadcast.bind(adapter)
   adapter.broadcast = (packet, opts) => {
     const before = packets.length
-    const size = takeSize()
     broadcast(packet, opts)
     if (packets.length === before) return
+    const size = sizeOf(packet.data as unknown[])
     sizes.push(size)
     bytes += size
     // The adapter's own sweep drops expired packets from the front too: keep the sizes aligned with what is left.
@@ -94,9 +89,8 @@ export function resumeSession (app: FastifyInstance, socket: GatewaySocket, sess
   const { principal } = socket.data
   // A session id presented under another key or subject recovers nothing: the socket starts fresh.
   if (session.keyId !== principal.keyId || session.sub !== principal.sub) return
-  const policy = app.policies.compiled(principal.policyId)
   const namespace = socket.nsp.name
-  const rooms = session.rooms.filter((room) => !isManagedRoom(room, socket.id) && can(policy, principal, 'subscribe', namespace, room))
+  const rooms = session.rooms.filter((room) => !isManagedRoom(room, socket.id) && app.authorize(principal, 'subscribe', namespace, room) === undefined)
   void socket.join(rooms)
   const allowed = new Set(rooms)
   for (const packet of session.missedPackets) {

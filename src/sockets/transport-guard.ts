@@ -15,7 +15,8 @@ interface EngineSocket { request: IncomingMessage, once: (event: 'close', listen
  * this instance, and at most RATE_LIMIT_TRANSPORT handshakes per address
  * (counted in the shared store, so across the cluster). A refused handshake
  * gets HTTP 429 with Retry-After before any Socket.IO packet. Requests of an
- * existing session (polling, upgrades) are not handshakes.
+ * existing session (polling, upgrades) are not handshakes. With the store
+ * away the handshake goes on to the connection gate, which fails closed.
  */
 export function guardTransport (app: FastifyInstance, clientIp: (req: IncomingMessage) => string): void {
   const { maxConnectionsPerIp } = app.config
@@ -41,9 +42,10 @@ export function guardTransport (app: FastifyInstance, clientIp: (req: IncomingMe
       ? Promise.reject(gatewayError('RATE_LIMITED', `At most ${maxConnectionsPerIp} open connections per client address`, 1))
       : app.consume(`transport:${bucket}`, handshakeRate, 'transport')
     admitted.then(() => { next() }, (err: unknown) => {
-      const refusal = isGatewayError(err) ? err : gatewayError('UNAVAILABLE')
-      app.audit.record({ ip, transport: 'socket', namespace: null, keyId: null, outcome: 'refused', reason: refusal.code, userAgent: req.headers['user-agent'] ?? null })
-      refuseHandshake(req, res, refusal)
+      // The store is away: the connection gate, which needs it too, refuses UNAVAILABLE where the client is told why.
+      if (!isGatewayError(err) || err.code !== 'RATE_LIMITED') return next()
+      app.audit.record({ ip, transport: 'socket', namespace: null, keyId: null, outcome: 'refused', reason: err.code, userAgent: req.headers['user-agent'] ?? null })
+      refuseHandshake(req, res, err)
     })
   })
 }
