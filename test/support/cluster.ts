@@ -26,7 +26,8 @@ export async function startInstance (env: Record<string, string>): Promise<Insta
   child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! })
-    const timer = setTimeout(() => reject(new Error(`instance did not start within 30 s: ${stderr}`)), 30_000)
+    // A guard against a hang only: three starting at once took 21-25 s on a loaded 2-core machine.
+    const timer = setTimeout(() => reject(new Error(`instance did not start within 120 s: ${stderr}`)), 120_000)
     lines.on('line', (line) => {
       const match = /listening on (https?:\/\/\S+)/.exec(line)
       if (match !== null) {

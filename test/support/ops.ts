@@ -107,8 +107,11 @@ export function spawnServer (t: Tap, env: Record<string, string>): Omit<GatewayP
 
 const LISTENING = /Spark Gateway listening on https?:\/\/[^\s:]+:(\d+)\n/
 
+// A guard against a hang only: a start under tsx took 15 s with two at once on a loaded 2-core machine.
+const START_WITHIN_MS = 120_000
+
 /** Spawns the server and waits for its `Spark Gateway listening on …:PORT` line. */
-export async function startServer (t: Tap, env: Record<string, string>, timeoutMs = 45_000): Promise<GatewayProcess> {
+export async function startServer (t: Tap, env: Record<string, string>, timeoutMs = START_WITHIN_MS): Promise<GatewayProcess> {
   const proc = spawnServer(t, env)
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => { done(new Error(`no listening line within ${timeoutMs} ms; stderr: ${proc.stderr()}`)) }, timeoutMs)
@@ -131,7 +134,7 @@ export async function startServer (t: Tap, env: Record<string, string>, timeoutM
 }
 
 /** Runs the server with an environment that must not start: its exit code and stderr lines. */
-export async function failedStart (t: Tap, env: Record<string, string>, timeoutMs = 45_000): Promise<{ code: number | null, lines: string[] }> {
+export async function failedStart (t: Tap, env: Record<string, string>, timeoutMs = START_WITHIN_MS): Promise<{ code: number | null, lines: string[] }> {
   const proc = spawnServer(t, env)
   const timer = setTimeout(() => { proc.child.kill('SIGKILL') }, timeoutMs)
   const { code } = await proc.exited
