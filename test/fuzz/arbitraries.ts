@@ -274,14 +274,16 @@ const invalidUtf8 = fc.oneof(
   fc.uint8Array({ minLength: 1, maxLength: 40 }).map((b) => { const out = new Uint8Array(b.length + 1); out.set(b); out[b.length] = 0xff; return out })
 )
 
+// Weighted towards packets the gateway reads itself: an input the parser refuses closes the connection,
+// and each new connection costs a handshake, a token check and an audit row, several times a packet's cost.
 const socketInput: fc.Arbitrary<SocketInput> = fc.oneof(
-  { weight: 12, arbitrary: eventPacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/event', frames: [{ text }] })) },
-  { weight: 2, arbitrary: binaryEventFrames.map((frames): SocketInput => ({ kind: 'socket', tag: 'socket/binary-event', frames })) },
-  { weight: 2, arbitrary: otherPacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/packet', frames: [{ text }] })) },
+  { weight: 30, arbitrary: eventPacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/event', frames: [{ text }] })) },
+  { weight: 3, arbitrary: binaryEventFrames.map((frames): SocketInput => ({ kind: 'socket', tag: 'socket/binary-event', frames })) },
+  { weight: 4, arbitrary: otherPacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/packet', frames: [{ text }] })) },
   { weight: 1, arbitrary: enginePacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/engine', frames: [{ text }] })) },
   { weight: 1, arbitrary: binaryBytes.map((bytes): SocketInput => ({ kind: 'socket', tag: 'socket/stray-binary', frames: [{ bytes }] })) },
   { weight: 1, arbitrary: invalidUtf8.map((bytes): SocketInput => ({ kind: 'socket', tag: 'socket/invalid-utf8', frames: [{ bytes, asText: true }] })) },
-  { weight: 1, arbitrary: fc.array(fc.oneof({ weight: 3, arbitrary: eventPacket }, { weight: 1, arbitrary: otherPacket }), { minLength: 2, maxLength: 5 }).map((texts): SocketInput => ({ kind: 'socket', tag: 'socket/burst', frames: texts.map((text) => ({ text })) })) }
+  { weight: 2, arbitrary: fc.array(fc.oneof({ weight: 3, arbitrary: eventPacket }, { weight: 1, arbitrary: otherPacket }), { minLength: 2, maxLength: 5 }).map((texts): SocketInput => ({ kind: 'socket', tag: 'socket/burst', frames: texts.map((text) => ({ text })) })) }
 )
 
 /** A frame about the size of Engine.IO's ceiling (1 MB): rare, as each costs a megabyte to build and to send. */
@@ -426,11 +428,11 @@ const restInput: fc.Arbitrary<RestInput> = fc.tuple(restRoute, credentialHeader,
 
 /** One hostile input of any kind, weighted towards the per-packet path where most code runs. */
 export const fuzzInput: fc.Arbitrary<FuzzInput> = fc.oneof(
-  { weight: 550, arbitrary: socketInput },
+  { weight: 600, arbitrary: socketInput },
   { weight: 1, arbitrary: oversizedInput },
   { weight: 100, arbitrary: handshakeInput },
   { weight: 30, arbitrary: transportInput },
-  { weight: 100, arbitrary: pollingInput },
+  { weight: 60, arbitrary: pollingInput },
   { weight: 220, arbitrary: restInput }
 )
 

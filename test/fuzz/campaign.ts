@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { fuzzBatch, MUST_SEND, type FuzzInput } from './arbitraries.js'
-import type { FuzzDriver, Problem, ProblemKind } from './lanes.js'
+import type { Problem, ProblemKind } from './problems.js'
 
 /**
  * The fuzzing loop, shared by the sample in `make test` and `make fuzz`.
@@ -28,6 +28,14 @@ export interface Finding {
 }
 
 export interface MemoryReport { baselineBytes: number, lastBytes: number, peakBytes: number, boundBytes: number, checks: number }
+
+/** What sends the inputs (FuzzDriver in lanes.ts). */
+export interface BatchRunner {
+  /** Sends a batch; returns the problems its connections showed (hangs, 5xx, echoes). */
+  runBatch: (batch: FuzzInput[]) => Promise<Problem[]>
+  summary: () => Record<string, Record<string, number>>
+  readonly sessions: Record<string, number>
+}
 
 /** What the campaign asks of the gateway's side (another thread): judge a batch, weigh the heap. */
 export interface GatewayLink {
@@ -82,7 +90,7 @@ class ProblemShown extends Error {
   constructor (readonly problem: Problem) { super(problem.signature) }
 }
 
-export async function runCampaign (driver: FuzzDriver, gateway: GatewayLink, options: CampaignOptions): Promise<CampaignResult> {
+export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, options: CampaignOptions): Promise<CampaignResult> {
   const started = Date.now()
   const runBatch = async (batch: FuzzInput[]): Promise<Problem[]> => [...await driver.runBatch(batch), ...await gateway.check()]
   const memoryBoundBytes = options.memoryBoundBytes ?? 64 * 1024 * 1024

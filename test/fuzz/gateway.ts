@@ -5,7 +5,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { ADMIN_KEY, buildApp, connect, connected, listen } from '../helper.js'
 import { keyWithPolicy, tokenFor } from '../support/sockets.js'
-import { errorSignature, type Credentials, type Problem } from './lanes.js'
+import type { Credentials } from './lanes.js'
+import { errorSignature, type Problem } from './problems.js'
 
 type Tap = { teardown: (fn: () => unknown) => void }
 

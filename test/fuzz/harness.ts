@@ -1,10 +1,13 @@
 import { Worker } from 'node:worker_threads'
 import type { CampaignOptions, CampaignResult } from './campaign.js'
 import { FuzzGateway, heapAfterGc } from './gateway.js'
-import { DEFAULT_LANES, type Target } from './lanes.js'
+import type { Target } from './lanes.js'
 import type { FromGateway, ToGateway, WorkerData } from './worker.js'
 
 type Tap = { teardown: (fn: () => unknown) => void }
+
+/** Connections per input kind: about in proportion to each kind's share of the inputs and its round trips. */
+export const DEFAULT_LANES: Target['lanes'] = { socket: 4, handshake: 1, transport: 1, polling: 2, rest: 2 }
 
 export interface FuzzOptions extends Omit<CampaignOptions, 'onProgress'> {
   /** Use the embedded stores even when TEST_DATABASE_URL / TEST_REDIS_URL are set. */

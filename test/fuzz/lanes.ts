@@ -1,6 +1,7 @@
 import type { Frame, FuzzInput, HandshakeInput, PollingInput, RestInput, SocketInput, TransportInput } from './arbitraries.js'
 import { MARK } from './arbitraries.js'
-import { EngineSocket, PollingSession, RawHttpClient } from './wire.js'
+import { errorSignature, type Problem } from './problems.js'
+import { EngineSocket, isAnswer, PollingSession, RawHttpClient } from './wire.js'
 
 /**
  * The connections that carry the fuzzer's inputs to the gateway (they run in
@@ -8,18 +9,6 @@ import { EngineSocket, PollingSession, RawHttpClient } from './wire.js'
  * on its connection (a `leave` with an ack): an answer or a close means the
  * gateway dealt with the input; neither within `hangMs` is a hang.
  */
-
-/** What a batch can show that is wrong with the gateway. A close or a refusal is not among them. */
-export type ProblemKind = 'crash' | 'hang' | 'bystander' | 'http-5xx' | 'error-log'
-
-export interface Problem {
-  kind: ProblemKind
-  /** Equal for two occurrences of one bug: the campaign shrinks the first and counts the others. */
-  signature: string
-  message: string
-  /** The input that showed it, when one input did (a hang, a 500); crashes and logs belong to the batch. */
-  input?: FuzzInput
-}
 
 /** Live credentials for the inputs' markers. */
 export interface Credentials { token: string, otherToken: string, apiKey: string, adminKey: string }
@@ -35,18 +24,7 @@ export interface Target {
   lanes: Record<FuzzInput['kind'], number>
 }
 
-export const DEFAULT_LANES: Record<FuzzInput['kind'], number> = { socket: 4, handshake: 1, transport: 1, polling: 2, rest: 2 }
-
 const NAMESPACES = ['/chat', '/notification', '/system', '/error']
-
-/** Where an error was thrown, without line numbers: one signature for one bug however it is reached. */
-export function errorSignature (err: unknown): string {
-  const error = err instanceof Error ? err : new Error(String(err))
-  // The first frame in a file: native frames (`Array.isArray (<anonymous>)`) vary with where the stack ran out.
-  const frame = (error.stack ?? '').split('\n').find((line) => /^\s+at .*\//.test(line)) ?? ''
-  const where = frame.replace(/^\s+at /, '').replace(/\(?(?:file:\/\/)?[^ ]*\/(node_modules\/[^:)]+|src\/[^:)]+|test\/[^:)]+)(?::\d+)*\)?/, '($1)')
-  return `${error.name}: ${error.message.slice(0, 80)} at ${where}`
-}
 
 /** Replaces the inputs' credential markers with live ones. */
 function withCredentials (text: string, credentials: Credentials): string {
@@ -84,7 +62,7 @@ export class FuzzDriver {
     const context: LaneContext = { sessions: this.sessions, ws: target.url.replace(/^http/, 'ws'), port: target.port, hangMs: target.hangMs, credentials: target.credentials, report: () => {} }
     this.context = context
     const make: Record<FuzzInput['kind'], () => Lane> = {
-      socket: () => new SocketLane(context),
+      socket: () => new SocketLane(context, this.lanes.length === 0),
       handshake: () => new HandshakeLane(context),
       transport: () => new TransportLane(context),
       polling: () => new PollingLane(context),
@@ -155,6 +133,18 @@ interface Lane {
   close: () => void
 }
 
+/**
+ * SPEC §7: a refusal never echoes more than 128 characters of what the
+ * client sent. The answers themselves are short (a code, a message naming at
+ * most a room of 256 characters), so one longer than this echoes the input.
+ */
+export const LONGEST_ANSWER = 1024
+
+/** A finding when the longest answer to an input is past LONGEST_ANSWER. */
+function checkEcho (input: FuzzInput, longest: number, report: (problem: Problem) => void): void {
+  if (longest > LONGEST_ANSWER) report({ kind: 'echo', signature: `echo: ${input.tag} answered with over ${LONGEST_ANSWER} characters`, message: `an answer of ${longest} characters`, input })
+}
+
 const hang = (input: FuzzInput, hangMs: number, what: string): Problem =>
   ({ kind: 'hang', signature: `hang: ${input.tag} ${what}`, message: `no answer and no close within ${hangMs} ms (${what})`, input })
 
@@ -180,16 +170,18 @@ function probeNamespace (packets: string[], connected: Iterable<string>): string
 const FIRST_PROBE_MS = 1000
 
 /**
- * Frames on a websocket in room `lobby` of `/chat`, each input followed by a
- * probe. The other namespaces are connected when an input first addresses
- * them: most connections are closed by an input within a few, and a CONNECT
- * costs a token check and an audit row.
+ * Frames on a websocket in `/chat`, each input followed by a probe. The other
+ * namespaces are connected when an input first addresses them: most
+ * connections are closed by an input within a few, and a CONNECT costs a
+ * token check and an audit row. One lane sits in room `lobby`, so that what
+ * is relayed there is also delivered (one member is enough for that path;
+ * each more only multiplies the writes).
  */
 class SocketLane implements Lane {
   readonly kind = 'socket'
   private socket: EngineSocket | undefined
   private readonly namespaces = new Set<string>()
-  constructor (private readonly context: LaneContext) {}
+  constructor (private readonly context: LaneContext, private readonly inLobby: boolean) {}
 
   async run (input: SocketInput): Promise<string> {
     const socket = this.socket !== undefined && !this.socket.closed ? this.socket : await this.connect()
@@ -217,6 +209,7 @@ class SocketLane implements Lane {
       socket.close()
     }
     for (const text of texts) if (text.startsWith('41')) this.namespaces.delete(addressedNamespace(text) ?? '')
+    checkEcho(input, socket.longestAnswer, this.context.report)
     return result === 'matched' ? answerOf(socket.received, probe.ack) : result
   }
 
@@ -241,7 +234,7 @@ class SocketLane implements Lane {
     const opened = await EngineSocket.open(`${this.context.ws}/socket.io/?EIO=4&transport=websocket`, { timeoutMs: this.context.hangMs })
     if (!(opened instanceof EngineSocket) || !(await this.join(opened, '/chat'))) return undefined
     // Handled before any later packet of /chat: no need to wait for its ack.
-    opened.send({ text: '42/chat,["join",{"room":"lobby"}]' })
+    if (this.inLobby) opened.send({ text: '42/chat,["join",{"room":"lobby"}]' })
     this.socket = opened
     return opened
   }
@@ -271,6 +264,7 @@ class HandshakeLane implements Lane {
     }
     if (result === 'closed') return result
     const answer = socket.lastMatch
+    checkEcho(input, answer.length, this.context.report)
     if (answer.startsWith('44')) return `refused:${/"message":"([^"]{0,40})/.exec(answer)?.[1] ?? '?'}`
     const comma = answer.indexOf(',')
     socket.send({ text: `41${comma > 2 ? answer.slice(2, comma) + ',' : ''}` })
@@ -339,8 +333,12 @@ class PollingLane implements Lane {
         this.session.drop()
         return 'closed'
       }
-      if (received.includes('2')) void this.session.post('3', 'text/plain;charset=UTF-8', hangMs)
-      for (const packet of received) if (packet.length < 4096) seen.push(packet)
+      if (received.includes('2')) await this.session.post('3', 'text/plain;charset=UTF-8', hangMs)
+      for (const packet of received) {
+        if (!isAnswer(packet)) continue
+        checkEcho(input, packet.length, this.context.report)
+        seen.push(packet.slice(0, 4096))
+      }
       if (received.some((p) => p.startsWith(probe.ack))) return answerOf(seen, probe.ack)
     }
     this.context.report(hang(input, hangMs, 'GET'))

@@ -55,7 +55,7 @@ export function resultMarkdown (result: CampaignResult, title: string): string {
     '',
     '## Findings',
     '',
-    ...(result.findings.length === 0 ? ['None: no crash, hang, 5xx, error log line, bystander failure or memory growth past the bound.', ''] : result.findings.flatMap(findingSection)),
+    ...(result.findings.length === 0 ? ['None: no crash, hang, 5xx, error log line, echoing refusal, bystander failure or memory growth past the bound.', ''] : result.findings.flatMap(findingSection)),
     '## Inputs per kind, and what the gateway did with them',
     '',
     '| input | sent | outcomes |',

@@ -10,16 +10,23 @@ import type { Frame } from './arbitraries.js'
 
 export type Wait = 'matched' | 'closed' | 'timeout'
 
-/** An ack, a CONNECT or CONNECT_ERROR, or a `gateway:error`: what the server answers a client with. */
-const isAnswer = (text: string): boolean => text.length < 4096 && (text[1] === '0' || text[1] === '3' || text[1] === '4' || text.includes('"gateway:error"'))
+/** An ack, a CONNECT or CONNECT_ERROR, or a `gateway:error`: what the server answers a client with (relayed messages are not). */
+export function isAnswer (text: string): boolean {
+  if (text[0] !== '4') return false
+  if (text[1] === '0' || text[1] === '3' || text[1] === '4') return true
+  const args = text.indexOf('[')
+  return text[1] === '2' && args >= 0 && args < 300 && text.startsWith('["gateway:error"', args)
+}
 
 interface Waiter { match: (text: string) => boolean, resolve: (result: Wait) => void, timer: NodeJS.Timeout }
 
 /** A raw Engine.IO v4 websocket: sends frames as given, answers the server's pings, waits for frames by predicate. */
 export class EngineSocket {
   closed = false
-  /** Short answers (acks, connect errors, gateway:error) received since `mark()`; relayed messages are not kept. */
+  /** Answers (acks, connect errors, gateway:error) received since `mark()`, cut to 4 KB; relayed messages are not kept. */
   received: string[] = []
+  /** Length of the longest answer since `mark()`: a refusal that echoes a large input is a finding. */
+  longestAnswer = 0
   /** The frame that settled the last `waitFor` with `matched`. */
   lastMatch = ''
   private readonly waiters = new Set<Waiter>()
@@ -29,7 +36,10 @@ export class EngineSocket {
       if (isBinary) return
       const text = data.toString()
       if (text === '2') { this.send({ text: '3' }); return }
-      if (this.received.length < 32 && isAnswer(text)) this.received.push(text)
+      if (isAnswer(text)) {
+        this.longestAnswer = Math.max(this.longestAnswer, text.length)
+        if (this.received.length < 32) this.received.push(text.slice(0, 4096))
+      }
       for (const waiter of this.waiters) {
         if (waiter.match(text)) {
           this.lastMatch = text
@@ -79,7 +89,10 @@ export class EngineSocket {
     })
   }
 
-  mark (): void { this.received = [] }
+  mark (): void {
+    this.received = []
+    this.longestAnswer = 0
+  }
 
   close (): void {
     this.closed = true

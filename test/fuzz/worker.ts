@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { runCampaign, type CampaignOptions, type CampaignResult, type GatewayLink } from './campaign.js'
-import { FuzzDriver, type Problem, type Target } from './lanes.js'
+import { FuzzDriver, type Target } from './lanes.js'
+import type { Problem } from './problems.js'
 
 /**
  * The fuzzing side of a run, in a worker thread: fast-check, the inputs'
