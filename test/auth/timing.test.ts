@@ -66,10 +66,14 @@ t.test('a failed authentication does not tell whether the key id exists', async 
   const ma = median(a)
   const mb = median(b)
   t.comment(`median unknown id ${ma.toFixed(4)} ms, known id + wrong secret ${mb.toFixed(4)} ms`)
+  // Compared pair by pair (the two of a pair ran back to back), so a busy machine's drift cancels out.
   // An absolute bound alone is too loose on a local database: a cache hit (~0.03 ms) against a round trip
   // (~0.2 ms) differs by far less than 1 ms, yet by a factor of about 8, which enough tries over a network
-  // reveal. The same work measured within 1.1x idle and 1.25x beside other test files; 2 leaves room for a
-  // busier machine and still fails a lookup that skips the database for one kind of key.
-  t.ok(Math.abs(ma - mb) < 1, `medians within 1 ms (${Math.abs(ma - mb).toFixed(4)} ms)`)
-  t.ok(Math.max(ma, mb) / Math.min(ma, mb) < 2, `medians within a factor 2 (${(Math.max(ma, mb) / Math.min(ma, mb)).toFixed(2)})`)
+  // reveal. On a 2-core machine under heavy load (medians 0.7-13 ms) the pairs' median ratio measured
+  // 1.00-1.21 and their median difference up to 0.71 ms: 3 and 4 ms keep 5x that, and a lookup that
+  // skips the database for one kind of key (a factor of about 8) still fails.
+  const pairedRatio = median(a.map((x, i) => x / b[i]))
+  const pairedDifference = median(a.map((x, i) => x - b[i]))
+  t.ok(Math.abs(pairedDifference) < 4, `within 4 ms of each other, pair by pair (median ${pairedDifference.toFixed(4)} ms)`)
+  t.ok(Math.max(pairedRatio, 1 / pairedRatio) < 3, `within a factor 3 of each other, pair by pair (median ${pairedRatio.toFixed(2)})`)
 })
