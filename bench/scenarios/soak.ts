@@ -389,20 +389,21 @@ function runQueueWaitSeconds (pid: number): number {
 
 /**
  * The server's open descriptors by kind: TCP by which end it is (its clients,
- * PostgreSQL, listening, else the remote port), other sockets (the IPC
- * channel), pipes, files by path, and the event loop's own (anon_inode).
+ * PostgreSQL, listening, else the remote port), unix (the IPC channel) and
+ * UDP sockets, sockets in no table (closing), pipes, files by path, and the
+ * event loop's own (anon_inode).
  */
 function fdKinds (pid: number, serverPort: number, dbPort: number): Record<string, number> {
-  const tcp = new Map<string, { local: number, remote: number, state: string }>()
-  for (const file of ['tcp', 'tcp6']) {
-    let text: string
-    try { text = readFileSync(`/proc/${pid}/net/${file}`, 'utf8') } catch { continue }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/)
-      if (f.length < 10) continue
-      tcp.set(f[9], { local: parseInt(f[1].split(':')[1], 16), remote: parseInt(f[2].split(':')[1], 16), state: f[3] })
-    }
+  const table = (file: string): string[][] => {
+    try { return readFileSync(`/proc/${pid}/net/${file}`, 'utf8').split('\n').slice(1).map((line) => line.trim().split(/\s+/)) } catch { return [] }
   }
+  const tcp = new Map<string, { local: number, remote: number, state: string }>()
+  for (const f of [...table('tcp'), ...table('tcp6')]) {
+    if (f.length >= 10) tcp.set(f[9], { local: parseInt(f[1].split(':')[1], 16), remote: parseInt(f[2].split(':')[1], 16), state: f[3] })
+  }
+  const other = new Map<string, string>()
+  for (const f of table('unix')) if (f.length >= 7) other.set(f[6], 'unix socket (the IPC channel)')
+  for (const f of [...table('udp'), ...table('udp6')]) if (f.length >= 10) other.set(f[9], 'udp socket')
   const kinds: Record<string, number> = {}
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     let target: string
@@ -410,7 +411,7 @@ function fdKinds (pid: number, serverPort: number, dbPort: number): Record<strin
     const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
     const s = inode === undefined ? undefined : tcp.get(inode)
     const kind = inode !== undefined
-      ? s === undefined ? 'socket, not TCP (IPC channel, unix)' : s.state === '0A' ? 'tcp listening' : s.local === serverPort ? 'tcp from clients' : s.remote === dbPort ? 'tcp to PostgreSQL' : `tcp to port ${s.remote}`
+      ? s === undefined ? other.get(inode) ?? 'socket in no table (a connection being torn down)' : s.state === '0A' ? 'tcp listening' : s.local === serverPort ? 'tcp from clients' : s.remote === dbPort ? 'tcp to PostgreSQL' : `tcp to port ${s.remote}`
       : target.startsWith('pipe:') ? 'pipe' : target.startsWith('/') ? `file ${target}` : target
     kinds[kind] = (kinds[kind] ?? 0) + 1
   }
@@ -446,6 +447,14 @@ const SERIES: SeriesSpec[] = [
   { key: 'sockets', label: '/chat sockets', unit: '', floor: 3, source: 'the server\'s /chat socket count over IPC (the population: long-lived plus churned alive)' }
 ]
 
+const LAG_LESS_WAIT = {
+  key: 'lagP99LessWaitMs',
+  label: 'event-loop lag p99, less what run-queue wait explains',
+  unit: 'ms',
+  floor: 1,
+  source: 'the lag p99 series less b·(wait − mean wait), b the least-squares coefficient of lag on the server\'s run-queue wait share over the analysed samples'
+}
+
 /** Information, not judged: how much of each interval the server and the load generator spent waiting for their CPU. */
 const WAIT_SOURCE = 'the server\'s main thread run-queue wait (/proc/<pid>/schedstat) over each interval: time it was runnable while other processes held CPU 0'
 
@@ -462,6 +471,9 @@ export interface SeriesResult {
   max: number
   slopePer10Min: number
   slopeSePer10Min: number
+  /** The slope over the second half of the analysed span alone: whether a growth is tapering off. */
+  secondHalfSlopePer10Min: number
+  secondHalfSlopeSePer10Min: number
   boundPer10Min: number
   verdict: 'flat' | 'grows'
 }
@@ -471,14 +483,19 @@ export interface SeriesResult {
  * the mean, or the series' absolute floor, whichever is larger) and more than
  * twice its standard error: a slope the noise could give is not growth.
  */
-function analyse (spec: SeriesSpec, samples: ServerSample[]): SeriesResult | undefined {
-  const points = samples.filter((s) => typeof s[spec.key] === 'number' && Number.isFinite(s[spec.key] as number))
+interface Point { atS: number, value: number }
+
+function analyse (spec: Omit<SeriesSpec, 'key'> & { key: string }, series: Point[]): SeriesResult | undefined {
+  const points = series.filter((p) => typeof p.value === 'number' && Number.isFinite(p.value))
   if (points.length < 3) return undefined
-  const xs = points.map((s) => s.atS / 600)
-  const ys = points.map((s) => s[spec.key] as number)
-  const fit = linearFit(xs, ys)
+  const per10Min = (ps: Point[]): ReturnType<typeof linearFit> => linearFit(ps.map((p) => p.atS / 600), ps.map((p) => p.value))
+  const fit = per10Min(points)
+  const ys = points.map((p) => p.value)
   const bound = Math.max(RELATIVE_BOUND * Math.abs(fit.mean), spec.floor)
   const ends = Math.min(5, Math.ceil(points.length / 4))
+  const middle = (points[0].atS + points[points.length - 1].atS) / 2
+  const secondHalf = points.filter((p) => p.atS >= middle)
+  const late = secondHalf.length >= 3 ? per10Min(secondHalf) : undefined
   return {
     key: spec.key,
     label: spec.label,
@@ -492,6 +509,8 @@ function analyse (spec: SeriesSpec, samples: ServerSample[]): SeriesResult | und
     max: Math.max(...ys),
     slopePer10Min: fit.slope,
     slopeSePer10Min: fit.slopeSe,
+    secondHalfSlopePer10Min: late?.slope ?? NaN,
+    secondHalfSlopeSePer10Min: late?.slopeSe ?? NaN,
     boundPer10Min: bound,
     verdict: fit.slope > bound && fit.slope > 2 * fit.slopeSe ? 'grows' : 'flat'
   }
@@ -568,21 +587,23 @@ export async function run (minutes: number, servers: ServerSet, log: (msg: strin
     const fds: SoakReport['fds'] = { start: {}, end: {} }
     for (let i = 1; ; i++) {
       await sleep(started + i * SAMPLE_SECONDS * 1000 - Date.now())
-      const now = Date.now()
-      if (now - started > durationMs) break
+      if (Date.now() - started > durationMs) break
       const m = readMetrics(await scrape(server), pid)
+      // The interval ends when the scrape is answered (CPU seconds are read then), and so does the wait.
+      const now = Date.now()
+      const waitNow = runQueueWaitSeconds(pid)
       const { cpuSeconds, ...values } = m
       const sample: ServerSample = {
         atS: (now - started) / 1000,
         ...values,
         cpuShare: (cpuSeconds - previous.cpuSeconds) / ((now - previousAt) / 1000),
-        waitShare: (runQueueWaitSeconds(pid) - previousWait) / ((now - previousAt) / 1000),
+        waitShare: (waitNow - previousWait) / ((now - previousAt) / 1000),
         sockets: await server.call<number>('sockets'),
         load: await load.call<LoadSample>('sample')
       }
       previous = m
       previousAt = now
-      previousWait = runQueueWaitSeconds(pid)
+      previousWait = waitNow
       if (sample.atS * 1000 >= warmupMs) {
         const kinds = fdKinds(pid, serverPort, dbPort)
         if (Object.keys(fds.start).length === 0) fds.start = kinds
@@ -607,14 +628,7 @@ export async function run (minutes: number, servers: ServerSet, log: (msg: strin
     await sleep(stoppedAt + RECOVERY_MS + 5000 - Date.now())
     const idleAfter = await idleMemory(server)
 
-    const analysed = samples.filter((s) => s.atS * 1000 >= warmupMs)
-    const first = analysed[0]
-    const last = analysed[analysed.length - 1]
-    const spanS = (last.load.atMs - first.load.atMs) / 1000
-    const rate = (key: 'connects' | 'acked' | 'deliveries' | 'tokens' | 'refreshes'): number => (last.load[key] - first.load[key]) / spanS
-    const mean = (values: number[]): number => values.reduce((a, b) => a + b, 0) / values.length
-    const longLived = IDLE + RELAY_SOCKETS
-    return {
+    return summarise({
       minutes,
       warmupSeconds: warmupMs / 1000,
       server: { label: 'B', description: VARIANT_DESCRIPTIONS.B, overlay: OVERLAY, ...git },
@@ -623,35 +637,70 @@ export async function run (minutes: number, servers: ServerSet, log: (msg: strin
         churnRooms: CHURN_ROOMS, churnSubs: CHURN_SUBS, tokenRate: TOKEN_RATE, refreshSeconds: REFRESH_SECONDS, sampleSeconds: SAMPLE_SECONDS,
         gcEverySamples: gcEvery, relativeBound: RELATIVE_BOUND
       },
-      rates: [
-        { what: 'churned connections (connect, join, leave after 2 s)', target: CHURN_RATE, achieved: rate('connects'), unit: '/s' },
-        { what: 'publishes acked', target: RELAY_RATE, achieved: rate('acked'), unit: 'msg/s' },
-        { what: 'deliveries', target: RELAY_RATE * (ROOM_SIZE - 1), achieved: rate('deliveries'), unit: '/s' },
-        { what: 'POST /auth/token (200)', target: TOKEN_RATE, achieved: rate('tokens'), unit: '/s' },
-        { what: 'auth:refresh on long-lived sockets', target: longLived / REFRESH_SECONDS, achieved: rate('refreshes'), unit: '/s' }
-      ],
-      series: SERIES.map((spec) => analyse(spec, analysed)).filter((r) => r !== undefined),
-      serverCpuShare: mean(analysed.map((s) => s.cpuShare)),
-      serverWaitShare: { mean: mean(analysed.map((s) => s.waitShare)), max: Math.max(...analysed.map((s) => s.waitShare)) },
-      loadCpuShare: mean(analysed.map((s) => s.load.loadCpuShare)),
-      loadWaitShare: mean(analysed.map((s) => s.load.loadWaitShare)),
       fds,
-      latencyP99Ms: {
-        connect: median(analysed.map((s) => s.load.connectP99Ms)),
-        ack: median(analysed.map((s) => s.load.ackP99Ms)),
-        token: median(analysed.map((s) => s.load.tokenP99Ms))
-      },
       errors: final.errors,
-      errorTotal: errorCount(final.errors),
       totals: final.counts,
       idleBefore,
       idleAfter,
       samples
-    }
+    })
   } finally {
     await load?.call('disconnect').catch(() => {})
     await load?.stop().catch(() => {})
   }
+}
+
+/** What a soak recorded; the rest of the report is computed from it (so a recorded soak.json can be summarised again). */
+export type SoakRun = Pick<SoakReport, 'minutes' | 'warmupSeconds' | 'server' | 'params' | 'fds' | 'errors' | 'totals' | 'idleBefore' | 'idleAfter' | 'samples'>
+
+/** Rates, series and their verdicts over the samples past the warm-up. */
+export function summarise (run: SoakRun): SoakReport {
+  const analysed = run.samples.filter((s) => s.atS >= run.warmupSeconds)
+  const first = analysed[0]
+  const last = analysed[analysed.length - 1]
+  const spanS = (last.load.atMs - first.load.atMs) / 1000
+  const rate = (key: 'connects' | 'acked' | 'deliveries' | 'tokens' | 'refreshes'): number => (last.load[key] - first.load[key]) / spanS
+  const mean = (values: number[]): number => values.reduce((a, b) => a + b, 0) / values.length
+  const longLived = IDLE + RELAY_SOCKETS
+  const pointsOf = (key: keyof ServerSample): Point[] => analysed.map((s) => ({ atS: s.atS, value: s[key] as number }))
+  return {
+    ...run,
+    rates: [
+      { what: 'churned connections (connect, join, leave after 2 s)', target: CHURN_RATE, achieved: rate('connects'), unit: '/s' },
+      { what: 'publishes acked', target: RELAY_RATE, achieved: rate('acked'), unit: 'msg/s' },
+      { what: 'deliveries', target: RELAY_RATE * (ROOM_SIZE - 1), achieved: rate('deliveries'), unit: '/s' },
+      { what: 'POST /auth/token (200)', target: TOKEN_RATE, achieved: rate('tokens'), unit: '/s' },
+      { what: 'auth:refresh on long-lived sockets', target: longLived / REFRESH_SECONDS, achieved: rate('refreshes'), unit: '/s' }
+    ],
+    series: [
+      ...SERIES.map((spec) => analyse(spec, pointsOf(spec.key))),
+      analyse(LAG_LESS_WAIT, lagLessWait(analysed))
+    ].filter((r) => r !== undefined),
+    serverCpuShare: mean(analysed.map((s) => s.cpuShare)),
+    serverWaitShare: { mean: mean(analysed.map((s) => s.waitShare)), max: Math.max(...analysed.map((s) => s.waitShare)) },
+    loadCpuShare: mean(analysed.map((s) => s.load.loadCpuShare)),
+    loadWaitShare: mean(analysed.map((s) => s.load.loadWaitShare)),
+    latencyP99Ms: {
+      connect: median(analysed.map((s) => s.load.connectP99Ms)),
+      ack: median(analysed.map((s) => s.load.ackP99Ms)),
+      token: median(analysed.map((s) => s.load.tokenP99Ms))
+    },
+    errorTotal: errorCount(run.errors)
+  }
+}
+
+/**
+ * Event-loop lag p99 less what the server's run-queue wait explains: lag −
+ * b·(wait − mean wait), b the least-squares coefficient of lag on wait. On a
+ * shared machine the lag follows the time other processes hold CPU 0; a slope
+ * left in this series is the server's own.
+ */
+function lagLessWait (samples: ServerSample[]): Point[] {
+  const usable = samples.filter((s) => Number.isFinite(s.lagP99Ms) && Number.isFinite(s.waitShare))
+  if (usable.length < 3) return []
+  const fit = linearFit(usable.map((s) => s.waitShare), usable.map((s) => s.lagP99Ms))
+  const meanWait = usable.reduce((a, s) => a + s.waitShare, 0) / usable.length
+  return usable.map((s) => ({ atS: s.atS, value: s.lagP99Ms - fit.slope * (s.waitShare - meanWait) }))
 }
 
 // ---- report ----
@@ -672,7 +721,8 @@ function markdown (report: SoakReport, meta: Record<string, unknown>): string {
   const r = report
   lines.push('# Spark Gateway soak (latest soak run)', '')
   lines.push(`Run with \`BENCH_ONLY=soak make bench\` (BENCH_SOAK_MINUTES=${r.minutes}) on ${String(meta.date)}: Node ${String(meta.node)}, ${String(meta.cpus)} CPUs, ${String(meta.pinning)}; ` +
-    `server ${String(meta.servers)}, at commit ${r.server.commit}${r.server.srcChanges.length > 0 ? ` with ${r.server.srcChanges.length} uncommitted file(s) in src/ (the shared tree as it was; listed in soak.json)` : ''}.`, '')
+    `server ${String(meta.servers)}, at commit ${r.server.commit}${r.server.srcChanges.length > 0 ? ` with ${r.server.srcChanges.length} uncommitted file(s) in src/ (the shared tree as it was; listed in soak.json)` : ''}.` +
+    `${typeof meta.note === 'string' ? ` ${meta.note}` : ''}`, '')
   lines.push(`Server: ${r.server.label}, ${r.server.description}; a fresh process for the soak, with ${Object.entries(r.server.overlay).map(([k, v]) => `${k}=${v}`).join(', ')}. JWT_TTL is the default (900 s).`, '')
   lines.push(`Load, steady for the whole run (open-loop schedules in one load generator on the load CPU): ${IDLE} idle sockets, each alone in a room; ` +
     `${RELAY_SOCKETS} relay sockets in rooms of ${ROOM_SIZE} publishing ${RELAY_RATE} msg/s between them; ${CHURN_RATE} connections/s that connect with a token, join one of ${CHURN_ROOMS} rooms and leave ${CHURN_LIFETIME_MS / 1000} s later; ` +
@@ -684,9 +734,10 @@ function markdown (report: SoakReport, meta: Record<string, unknown>): string {
     `load generator ${(r.loadCpuShare * 100).toFixed(0)}% (+ ${(r.loadWaitShare * 100).toFixed(1)}% waiting). p99 (median over ${SAMPLE_SECONDS} s intervals): ` +
     `connect ${fixed(r.latencyP99Ms.connect, 1)} ms, publish ack ${fixed(r.latencyP99Ms.ack, 1)} ms (from the intended send time), token ${fixed(r.latencyP99Ms.token, 1)} ms.`, '')
   lines.push(`Samples every ${SAMPLE_SECONDS} s; the first ${r.warmupSeconds.toFixed(0)} s (2 minutes, or 10% of a shorter run) are left out of the slopes. Start and end are the medians of the first and last few analysed samples.`, '')
-  lines.push('| series | start | end | min–max | slope per 10 min (± s.e.) | flat bound | verdict |', '|---|---:|---:|---:|---:|---:|---|')
+  lines.push('| series | start | end | min–max | slope per 10 min (± s.e.) | second half alone | flat bound | verdict |', '|---|---:|---:|---:|---:|---:|---:|---|')
   for (const s of r.series) {
-    lines.push(`| ${s.label}${s.unit !== '' ? ` (${s.unit})` : ''} | ${fixed(s.start)} | ${fixed(s.end)} | ${fixed(s.min)}–${fixed(s.max)} | ${signedFixed(s.slopePer10Min, 3)} (±${fixed(s.slopeSePer10Min, 3)}) | ${fixed(s.boundPer10Min)} | ${s.verdict} |`)
+    lines.push(`| ${s.label}${s.unit !== '' ? ` (${s.unit})` : ''} | ${fixed(s.start)} | ${fixed(s.end)} | ${fixed(s.min)}–${fixed(s.max)} | ${signedFixed(s.slopePer10Min, 3)} (±${fixed(s.slopeSePer10Min, 3)}) | ` +
+      `${signedFixed(s.secondHalfSlopePer10Min, 3)} (±${fixed(s.secondHalfSlopeSePer10Min, 3)}) | ${fixed(s.boundPer10Min)} | ${s.verdict} |`)
   }
   lines.push('')
   const connectsPer10Min = CHURN_RATE * 600
@@ -702,7 +753,7 @@ function markdown (report: SoakReport, meta: Record<string, unknown>): string {
   lines.push('The server\'s file descriptors by kind, at the first analysed sample and at the last (/proc/<pid>/fd, sockets matched in /proc/<pid>/net/tcp):', '')
   lines.push('| kind | start | end |', '|---|---:|---:|')
   for (const kind of kinds) lines.push(`| ${kind} | ${r.fds.start[kind] ?? 0} | ${r.fds.end[kind] ?? 0} |`)
-  lines.push('')
+  lines.push('', 'TCP from clients counts the websockets and the HTTP keep-alive connections (the token requests\' and the /metrics scrapes\'); PostgreSQL\'s pool opens up to 10 connections as it needs them and closes them after 60 s idle (src/plugins/db.ts).', '')
   lines.push(`Idle server, heap after gc: before the load ${fixed(r.idleBefore.heapAfterGcMiB)} MiB (RSS ${fixed(r.idleBefore.rssMiB)} MiB, ${r.idleBefore.openFds} fds); ` +
     `after it, every socket gone and the ${RECOVERY_MS / 60_000}-minute recovery buffer expired, ${fixed(r.idleAfter.heapAfterGcMiB)} MiB (RSS ${fixed(r.idleAfter.rssMiB)} MiB, ${r.idleAfter.openFds} fds).`, '')
   lines.push(`Errors seen by the load generators: ${r.errorTotal}${r.errorTotal > 0 ? '' : ' (none)'}. ` +
