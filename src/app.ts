@@ -11,7 +11,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import configPlugin from './plugins/config.js'
 import metricsPlugin from './plugins/metrics.js'
 import dbPlugin from './plugins/db.js'
-import redisPlugin from './plugins/redis.js'
+import storePlugin from './plugins/store.js'
 import keysPlugin from './plugins/keys.js'
 import policiesPlugin from './plugins/policies.js'
 import ipAllowlistPlugin from './plugins/ip-allowlist.js'
@@ -26,7 +26,7 @@ import gatekeeperPlugin from './plugins/gatekeeper.js'
 import authorizePlugin from './plugins/authorize.js'
 import messagesPlugin from './plugins/messages.js'
 import ioPlugin from './plugins/io.js'
-import socketsPlugin from './plugins/sockets.js'
+import socketsPlugin from './sockets/index.js'
 import publishRoutes from './routes/publish.js'
 import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth.js'
@@ -158,7 +158,7 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP })
   void app.register(metricsPlugin)
   void app.register(dbPlugin)
-  void app.register(redisPlugin)
+  void app.register(storePlugin)
   void app.register(keysPlugin)
   void app.register(policiesPlugin)
   void app.register(ipAllowlistPlugin)

@@ -1,7 +1,7 @@
 import type { Sql } from 'postgres'
-import { KEY_ID_PATTERN } from './api-key.js'
+import { KEY_ID_PATTERN } from '../keys/api-key.js'
 import { gatewayError } from '../errors.js'
-import type { Page } from './types.js'
+import type { Page } from '../keys/types.js'
 
 /** Opaque list cursors: the sort key of the last row, base64url JSON. */
 export function encodeCursor (parts: Array<string | number>): string {

@@ -46,4 +46,4 @@ export default fp(async (app) => {
       }
     }
   })
-}, { name: 'anomaly', dependencies: ['config', 'redis', 'alerts'] })
+}, { name: 'anomaly', dependencies: ['config', 'store', 'alerts'] })

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { decodeCursor, encodeCursor } from '../keys/cursor.js'
+import { decodeCursor, encodeCursor } from '../lists/cursor.js'
 import type { Page } from '../keys/types.js'
 
 declare module 'fastify' {

@@ -264,4 +264,4 @@ export default fp(async (app) => {
     // Live sockets using this token close on every instance (the socket layer listens).
     await app.store.publish(TOKEN_REVOKED_CHANNEL, principal.jti).catch(() => {})
   })
-}, { name: 'auth', dependencies: ['config', 'redis', 'keys', 'ip-allowlist'] })
+}, { name: 'auth', dependencies: ['config', 'store', 'keys', 'ip-allowlist'] })

@@ -4,23 +4,37 @@ import cors from 'cors'
 import fp from 'fastify-plugin'
 import fastifySocketIO from 'fastify-socket.io'
 import { RedisAdapter, type createAdapter } from '@socket.io/redis-adapter'
-import { gatewayError } from '../errors.js'
 import { NAMESPACES } from '../protocol/namespaces.js'
-import { keyRoom } from '../protocol/rooms.js'
-import { packetRefusal } from '../sockets/refusal.js'
-import { gatewayParser } from '../sockets/parser.js'
-import type { GatewayServer } from '../sockets/types.js'
+import { gatewayParser } from '../net/socketio-parser.js'
+import type { Namespace, Server, Socket } from 'socket.io'
+import type { Principal } from '../auth/principal.js'
 import { redisOptions } from '../stores/redis-store.js'
+
+/**
+ * What the gateway keeps on each socket (`socket.data`). Plain data only: the
+ * Redis adapter serialises it as JSON for `fetchSockets` on other instances,
+ * so timers or functions here would break cluster-wide revocation.
+ */
+export interface SocketState {
+  principal: Principal
+  ip: string
+  /** Per-socket packet window: the limit is local to one connection, so it is counted here, exactly. */
+  windowStart: number
+  windowCount: number
+  windowRefused: number
+  /** The window (its start) in which `/error` was last told of a rate limit: once per window is enough. */
+  rateNoticeAt: number
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the protocol's events are open-ended (any event E is relayed)
+type AnyEvents = Record<string, (...args: any[]) => void>
+export type GatewayServer = Server<AnyEvents, AnyEvents, AnyEvents, SocketState>
+export type GatewayNamespace = Namespace<AnyEvents, AnyEvents, AnyEvents, SocketState>
+export type GatewaySocket = Socket<AnyEvents, AnyEvents, AnyEvents, SocketState>
 
 declare module 'fastify' {
   interface FastifyInstance {
     io: GatewayServer
-    /**
-     * Disconnects every live socket of a key on every instance (after a
-     * `gateway:error` KEY_REVOKED) and counts them.
-     * `incomplete` is true when an instance did not answer in time.
-     */
-    disconnectKey: (keyId: string) => Promise<{ disconnected: number, incomplete: boolean }>
   }
 }
 
@@ -133,20 +147,4 @@ export default fp(async (app) => {
     else corsHeaders(req, res, next)
   })
 
-  app.decorate('disconnectKey', async (keyId: string) => {
-    const counts = await Promise.all(NAMESPACES.map(async (name) => {
-      const target = app.io.of(name).in(keyRoom(keyId))
-      let found: number | undefined
-      try {
-        found = (await target.fetchSockets()).length
-      } catch {
-        // An instance did not answer within the adapter's timeout: say so rather than guess.
-      }
-      // Told why before the close (the notice is written ahead of it on every instance).
-      target.emit('gateway:error', { ...packetRefusal(gatewayError('KEY_REVOKED')), event: 'disconnect' })
-      target.disconnectSockets()
-      return found
-    }))
-    return { disconnected: counts.reduce<number>((sum, n) => sum + (n ?? 0), 0), incomplete: counts.includes(undefined) }
-  })
-}, { name: 'io', dependencies: ['config', 'redis', 'faults'] })
+}, { name: 'io', dependencies: ['config', 'store', 'faults'] })

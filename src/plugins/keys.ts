@@ -3,7 +3,7 @@ import type { Sql } from 'postgres'
 import { withDeadline } from '../deadline.js'
 import { gatewayError } from '../errors.js'
 import { generateApiKey, KEY_ID_PATTERN, newSecret } from '../keys/api-key.js'
-import { pageNewestFirst } from '../keys/cursor.js'
+import { pageNewestFirst } from '../lists/cursor.js'
 import { KEYS_ROTATED, type RotationNotice } from '../keys/rotation.js'
 import type { ApiKeyRecord, KeyPatch, NewKeyInput, Page, Scope } from '../keys/types.js'
 import type { SharedStore } from '../stores/shared-store.js'
@@ -221,4 +221,4 @@ export default fp(async (app) => {
     clearInterval(timer)
     await keys.flushLastUsed()
   })
-}, { name: 'keys', dependencies: ['db', 'redis'] })
+}, { name: 'keys', dependencies: ['db', 'store'] })

@@ -3,7 +3,7 @@ import { KEY_ID_PATTERN } from '../keys/api-key.js'
 import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
 import { gatewayError } from '../errors.js'
-import { pageNewestFirst } from '../keys/cursor.js'
+import { pageNewestFirst } from '../lists/cursor.js'
 import type { Page } from '../keys/types.js'
 import { compilePolicy, DENY_ALL, type CompiledPolicy } from '../policies/engine.js'
 import type { PolicyRule } from '../policies/types.js'
@@ -153,4 +153,4 @@ export default fp(async (app) => {
   const timer = setInterval(() => { policies.reload().catch(() => {}) }, RELOAD_INTERVAL_MS)
   timer.unref()
   app.addHook('onClose', async () => { clearInterval(timer) })
-}, { name: 'policies', dependencies: ['db', 'redis'] })
+}, { name: 'policies', dependencies: ['db', 'store'] })

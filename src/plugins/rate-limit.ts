@@ -16,7 +16,7 @@ declare module 'fastify' {
      * RATE_LIMITED (with retryAfter) past `rate.max` in the window. REST routes
      * (through @fastify/rate-limit) and sockets count in this same store.
      */
-    consume: (key: string, rate: Rate, scope: string) => Promise<void>
+    hitRateLimit: (key: string, rate: Rate, scope: string) => Promise<void>
     /**
      * Spends one publish of a key's cluster-wide `rateLimit` (socket and HTTP
      * publishes alike) from a lease held by this instance: no store round trip
@@ -82,7 +82,7 @@ export default fp(async (app) => {
     return allowed.then((ok) => verdict(key, ok), () => gatewayError('UNAVAILABLE'))
   })
 
-  app.decorate('consume', async (key: string, rate: Rate, scope: string) => {
+  app.decorate('hitRateLimit', async (key: string, rate: Rate, scope: string) => {
     let result
     try {
       result = await store.hit(`rl:${key}`, rate.windowMs)
@@ -94,4 +94,4 @@ export default fp(async (app) => {
       throw gatewayError('RATE_LIMITED', undefined, result.resetInMs / 1000)
     }
   })
-}, { name: 'rate-limit', dependencies: ['redis', 'metrics', 'audit'] })
+}, { name: 'rate-limit', dependencies: ['store', 'metrics', 'audit'] })

@@ -29,4 +29,4 @@ export default fp(async (app) => {
   }
   app.decorate('store', store)
   app.decorate('redisStore', redisStore)
-}, { name: 'redis', dependencies: ['config'] })
+}, { name: 'store', dependencies: ['config'] })

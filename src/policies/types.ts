@@ -45,6 +45,34 @@ export const PolicyRuleSchema = Type.Object(
 
 export const PolicyRulesSchema = Type.Array(PolicyRuleSchema, { maxItems: 200 })
 
+/**
+ * The most pattern characters (namespaces, rooms and events of all rules) a
+ * policy may hold. Hundreds of rules with short patterns fit many times over
+ * (200 rules of 10 patterns of 30 characters is 60,000); the schema alone would
+ * allow 200 × 200 × 256 (over 10 million), which takes seconds to compile.
+ * Checks cost about the same at any size (the engine indexes the patterns).
+ */
+export const MAX_POLICY_PATTERN_CHARS = 65_536
+
+/** The size `MAX_POLICY_PATTERN_CHARS` bounds: every pattern's length, summed over the rules. */
+export function policyPatternChars (rules: readonly PolicyRule[]): number {
+  let total = 0
+  for (const rule of rules) {
+    total += rule.namespace.length
+    for (const pattern of rule.rooms ?? []) total += pattern.length
+    for (const pattern of rule.events ?? []) total += pattern.length
+  }
+  return total
+}
+
+/** Why a policy is too big to accept, or undefined when it fits. */
+export function policySizeRefusal (rules: readonly PolicyRule[]): string | undefined {
+  const chars = policyPatternChars(rules)
+  if (chars <= MAX_POLICY_PATTERN_CHARS) return undefined
+  return `body/rules: a policy may hold at most ${MAX_POLICY_PATTERN_CHARS.toLocaleString('en')} pattern characters ` +
+    `(namespaces, rooms and events of all rules); this one has ${chars.toLocaleString('en')}`
+}
+
 // Keep the hand-written type and the schema in step: each must be assignable to the other.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
 const sameRule: Same<Static<typeof PolicyRuleSchema>, PolicyRule> = true

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { gatewayError } from '../errors.js'
-import { PolicyRulesSchema } from '../policies/types.js'
+import { MAX_POLICY_PATTERN_CHARS, PolicyRulesSchema, policySizeRefusal, type PolicyRule } from '../policies/types.js'
 import { errorResponses, IdParams, PageQuery, pageLimit, pageOf, Strict, Timestamp } from './schemas.js'
 
 const PolicyBody = Strict({
@@ -16,12 +16,23 @@ const PolicyView = Type.Object({
   updatedAt: Timestamp
 })
 
+const SIZE_NOTE = `A policy holds at most ${MAX_POLICY_PATTERN_CHARS} pattern characters (namespaces, rooms and events of all rules); a bigger one is 400 VALIDATION_FAILED.`
+
+/** The schema bounds each list; this bounds their sum, which is what compiling and checking cost. */
+function assertPolicySize (rules: readonly PolicyRule[]): void {
+  const refusal = policySizeRefusal(rules)
+  if (refusal !== undefined) throw gatewayError('VALIDATION_FAILED', refusal)
+}
+
 const policyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const notFound = (): Error => gatewayError('NOT_FOUND', 'No such policy')
 
   app.post('/v1/policies', {
-    schema: { tags: ['policies'], body: PolicyBody, response: { 201: PolicyView, ...errorResponses(400, 401, 403, 409) } }
-  }, async (req, reply) => await reply.code(201).send(await app.policies.create(req.body)))
+    schema: { tags: ['policies'], description: SIZE_NOTE, body: PolicyBody, response: { 201: PolicyView, ...errorResponses(400, 401, 403, 409) } }
+  }, async (req, reply) => {
+    assertPolicySize(req.body.rules)
+    return await reply.code(201).send(await app.policies.create(req.body))
+  })
 
   app.get('/v1/policies', {
     schema: { tags: ['policies'], querystring: Strict(PageQuery), response: { 200: pageOf(PolicyView), ...errorResponses(400, 401, 403) } }
@@ -36,8 +47,9 @@ const policyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/policies/:id', {
-    schema: { tags: ['policies'], summary: 'Replace a policy; live connections follow within a second', params: IdParams, body: PolicyBody, response: { 200: PolicyView, ...errorResponses(400, 401, 403, 404, 409) } }
+    schema: { tags: ['policies'], summary: 'Replace a policy; live connections follow within a second', description: SIZE_NOTE, params: IdParams, body: PolicyBody, response: { 200: PolicyView, ...errorResponses(400, 401, 403, 404, 409) } }
   }, async (req) => {
+    assertPolicySize(req.body.rules)
     const policy = await app.policies.replace(req.params.id, req.body)
     if (policy === undefined) throw notFound()
     return policy

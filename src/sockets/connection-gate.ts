@@ -56,7 +56,7 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
     try {
       await refuseBeforeCredential(app, attempt, async () => {
         if (!originAllowed(socket.request)) throw gatewayError('ORIGIN_NOT_ALLOWED')
-        await app.consume(`connect:${clientBucket(ip)}`, connectRate, 'connect')
+        await app.hitRateLimit(`connect:${clientBucket(ip)}`, connectRate, 'connect')
         if (jsonShapeProblem(auth, maxDepth) !== undefined) throw gatewayError('VALIDATION_FAILED', `auth must be JSON nested at most ${maxDepth} levels deep`)
       })
       const principal = await app.admit(handshakeCredential(auth, socket), {

@@ -1,18 +1,30 @@
 import fp from 'fastify-plugin'
 import { gatewayError } from '../errors.js'
 import { createClientIpResolver } from '../net/client-ip.js'
-import { registerChat } from '../sockets/chat.js'
-import { registerError } from '../sockets/error.js'
-import { applyKeyChange, enforcePolicy } from '../sockets/live-policy.js'
-import { connectRefusal, forceDisconnect } from '../sockets/refusal.js'
-import { ExpiryWatch } from '../sockets/expiry-watch.js'
-import { registerNotification } from '../sockets/notification.js'
-import { registerSystem } from '../sockets/system.js'
-import { guardTransport } from '../sockets/transport-guard.js'
-import type { GatewaySocket } from '../sockets/types.js'
+import { registerChat } from './chat.js'
+import { registerError } from './error-namespace.js'
+import { applyKeyChange, enforcePolicy } from './live-policy.js'
+import { connectRefusal, forceDisconnect, packetRefusal } from './refusal.js'
+import { keyRoom } from '../protocol/rooms.js'
+import { ExpiryWatch } from './expiry-watch.js'
+import { registerNotification } from './notification.js'
+import { registerSystem } from './system.js'
+import { guardTransport } from './transport-guard.js'
+import type { GatewaySocket } from './types.js'
 import { NAMESPACES } from '../protocol/namespaces.js'
-import { KEYS_CHANGED } from './keys.js'
-import { SUPERSEDED_MESSAGE, TOKEN_REVOKED_CHANNEL } from './auth.js'
+import { KEYS_CHANGED } from '../plugins/keys.js'
+import { SUPERSEDED_MESSAGE, TOKEN_REVOKED_CHANNEL } from '../plugins/auth.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Disconnects every live socket of a key on every instance (after a
+     * `gateway:error` KEY_REVOKED) and counts them.
+     * `incomplete` is true when an instance did not answer in time.
+     */
+    disconnectKey: (keyId: string) => Promise<{ disconnected: number, incomplete: boolean }>
+  }
+}
 
 /** The Socket.IO side of the gateway: it only adapts what the plugins before it decorate. */
 export default fp(async (app) => {
@@ -28,6 +40,22 @@ export default fp(async (app) => {
   registerNotification(app, context)
   registerSystem(app, context)
   registerError(app, context)
+  app.decorate('disconnectKey', async (keyId: string) => {
+    const counts = await Promise.all(NAMESPACES.map(async (name) => {
+      const target = app.io.of(name).in(keyRoom(keyId))
+      let found: number | undefined
+      try {
+        found = (await target.fetchSockets()).length
+      } catch {
+        // An instance did not answer within the adapter's timeout: say so rather than guess.
+      }
+      // Told why before the close (the notice is written ahead of it on every instance).
+      target.emit('gateway:error', { ...packetRefusal(gatewayError('KEY_REVOKED')), event: 'disconnect' })
+      target.disconnectSockets()
+      return found
+    }))
+    return { disconnected: counts.reduce<number>((sum, n) => sum + (n ?? 0), 0), incomplete: counts.includes(undefined) }
+  })
   // Socket.IO always serves the main namespace; it is none of the gateway's, so nobody may sit in it unauthenticated.
   app.io.of('/').use((_socket, next) => {
     next(connectRefusal(gatewayError('NOT_FOUND', `Connect to one of ${NAMESPACES.join(', ')}`)))

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { createConnectionGate } from './connection-gate.js'
 import { guardRecovery, resumeSession } from './recovery.js'
-import { attachProtocol } from './protocol.js'
+import { attachProtocol } from './client-events.js'
 import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewayNamespace, GatewaySocket } from './types.js'
 

@@ -7,7 +7,7 @@ import { HANDLED_EVENTS, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
 import { isManagedRoom } from '../protocol/rooms.js'
 import type { Ack } from '../protocol/messages.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
-import { packetInfo, type PacketInfo } from './parser.js'
+import { packetInfo, type PacketInfo } from '../net/socketio-parser.js'
 import { guarded } from './guarded.js'
 
 // A packet the decoder did not measure is treated as too large: the gate fails closed.

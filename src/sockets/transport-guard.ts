@@ -40,7 +40,7 @@ export function guardTransport (app: FastifyInstance, clientIp: (req: IncomingMe
     const bucket = clientBucket(ip)
     const admitted = (open.get(bucket) ?? 0) >= maxConnectionsPerIp
       ? Promise.reject(gatewayError('RATE_LIMITED', `At most ${maxConnectionsPerIp} open connections per client address`, 1))
-      : app.consume(`transport:${bucket}`, handshakeRate, 'transport')
+      : app.hitRateLimit(`transport:${bucket}`, handshakeRate, 'transport')
     admitted.then(() => { next() }, (err: unknown) => {
       // The store is away: the connection gate, which needs it too, refuses UNAVAILABLE where the client is told why.
       if (!isGatewayError(err) || err.code !== 'RATE_LIMITED') return next()

@@ -68,19 +68,19 @@ t.test('rate-limited attempts are not counted as failed authentications', async 
   t.same(alerts.filter((a) => a.kind === 'ip_blocked'), [])
 })
 
-t.test('consume counts in the shared store', async (t) => {
+t.test('hitRateLimit counts in the shared store', async (t) => {
   const shared = await isolatedEnv(t, {})
   const a = await buildFrom(t, shared)
   const b = await buildFrom(t, shared)
   const rate = { max: 2, windowMs: 1000 }
-  await a.consume('test:one', rate, 'test')
-  await b.consume('test:one', rate, 'test')
+  await a.hitRateLimit('test:one', rate, 'test')
+  await b.hitRateLimit('test:one', rate, 'test')
   let refusal: { code?: string, retryAfter?: number, statusCode?: number } = {}
-  try { await a.consume('test:one', rate, 'test') } catch (err) { refusal = err as typeof refusal }
+  try { await a.hitRateLimit('test:one', rate, 'test') } catch (err) { refusal = err as typeof refusal }
   t.match(refusal, { code: 'RATE_LIMITED', statusCode: 429, retryAfter: 1 }, 'the third in the window, across instances')
-  t.equal(await refusalCode(b.consume('test:two', rate, 'test')), 'ALLOWED', 'keys are counted apart')
+  t.equal(await refusalCode(b.hitRateLimit('test:two', rate, 'test')), 'ALLOWED', 'keys are counted apart')
   await sleep(1100)
-  t.equal(await refusalCode(a.consume('test:one', rate, 'test')), 'ALLOWED', 'a new window')
+  t.equal(await refusalCode(a.hitRateLimit('test:one', rate, 'test')), 'ALLOWED', 'a new window')
   const metrics = await a.gatewayMetrics.registry.getSingleMetricAsString('gateway_rate_limited_total')
   t.match(metrics, /gateway_rate_limited_total\{scope="test"\} 1/, 'counted in /metrics by scope')
 })
