@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { can } from '../../src/policies/engine.js'
-import type { PolicyRule } from '../../src/policies/types.js'
+import { MAX_POLICY_PATTERN_CHARS, policyPatternChars, type PolicyRule } from '../../src/policies/types.js'
 import { adminHeaders, buildApp, createKey, createPolicy, mintToken } from '../helper.js'
 import { assertError } from '../support/assert.js'
 
@@ -137,4 +137,50 @@ t.test('a key naming a policy that does not exist is 400', async (t) => {
   await app.sql`delete from policies where id = ${policyId}`
   await t.rejects(app.keys.create({ name: 'racing', policyId }), { code: 'VALIDATION_FAILED' }, 'the store maps the foreign-key violation')
   await t.rejects(app.keys.update(id, { policyId }), { code: 'VALIDATION_FAILED' })
+})
+
+/** Rules of long room patterns holding exactly `chars` pattern characters (namespace `/chat` included). */
+function rulesOfSize (chars: number): PolicyRule[] {
+  const rules: PolicyRule[] = []
+  let left = chars
+  for (let n = 0; left > 0; n++) {
+    const rule: PolicyRule = { effect: 'allow', namespace: '/chat', actions: ['subscribe'], rooms: [] }
+    left -= rule.namespace.length
+    for (let i = 0; i < 100 && left > 0; i++) {
+      const room = `r${n}-${i}:`.padEnd(Math.min(256, left), 'x')
+      rule.rooms!.push(room)
+      left -= room.length
+    }
+    rules.push(rule)
+  }
+  return rules
+}
+
+t.test('a policy over the size bound is refused at create and at replace, naming the limit', async (t) => {
+  // A body limit well above the policy, so that the bound (not the body limit) is what refuses it.
+  const app = await buildApp(t, { BODY_LIMIT: String(4 * 1024 * 1024) })
+  const atBound = rulesOfSize(MAX_POLICY_PATTERN_CHARS)
+  const overBound = rulesOfSize(MAX_POLICY_PATTERN_CHARS + 1)
+  t.equal(policyPatternChars(atBound), MAX_POLICY_PATTERN_CHARS, 'control: a policy exactly at the bound')
+  t.equal(policyPatternChars(overBound), MAX_POLICY_PATTERN_CHARS + 1, 'control: one character over')
+
+  const refused = await app.inject({ method: 'POST', url: '/v1/policies', headers: adminHeaders, payload: { name: 'too-big', rules: overBound } })
+  assertError(t, refused, 400, 'VALIDATION_FAILED', 'create over the bound')
+  t.match(refused.json().message, `at most ${MAX_POLICY_PATTERN_CHARS.toLocaleString('en')} pattern characters`, 'the message names the limit')
+  t.match(refused.json().message, `this one has ${(MAX_POLICY_PATTERN_CHARS + 1).toLocaleString('en')}`, 'and the size sent')
+  const [{ n }] = await app.sql<Array<{ n: string }>>`select count(*) as n from policies`
+  t.equal(Number(n), 0, 'nothing was stored')
+
+  const created = await app.inject({ method: 'POST', url: '/v1/policies', headers: adminHeaders, payload: { name: 'at-bound', rules: atBound } })
+  t.equal(created.statusCode, 201, 'a policy at the bound is accepted')
+  const id = created.json<{ id: string }>().id
+  const lastRoom = atBound[atBound.length - 1]!.rooms!.at(-1)!
+  t.ok(can(app.policies.compiled(id), alice, 'subscribe', '/chat', lastRoom), 'and in force')
+
+  const replaced = await app.inject({ method: 'PUT', url: `/v1/policies/${id}`, headers: adminHeaders, payload: { name: 'at-bound', rules: overBound } })
+  assertError(t, replaced, 400, 'VALIDATION_FAILED', 'replace over the bound')
+  t.match(replaced.json().message, `at most ${MAX_POLICY_PATTERN_CHARS.toLocaleString('en')} pattern characters`)
+  const kept = await app.inject({ url: `/v1/policies/${id}`, headers: adminHeaders })
+  t.same(kept.json().rules, atBound, 'the stored policy is unchanged')
+  t.ok(can(app.policies.compiled(id), alice, 'subscribe', '/chat', lastRoom), 'and still in force')
 })
