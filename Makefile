@@ -7,6 +7,7 @@
 #   make cluster    Redis, PostgreSQL, three instances on 3001-3003 (+ nginx on 3000); Ctrl-C stops all
 #   make build      compile to dist/ (the client SDK to dist/sdk/)
 #   make typecheck  type-check only
+#   make lint       neostandard (eslint.config.js) over src/, test/, bench/, scripts/
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -14,7 +15,7 @@ SHELL := /bin/bash
 TEST_SERVERS := scripts/test-servers.sh
 TEST_SERVERS_STATE ?= $(CURDIR)/.test-servers.env
 
-.PHONY: help install dev test bench fuzz build typecheck cluster test-servers-start test-servers-stop
+.PHONY: help install dev test bench fuzz build typecheck lint cluster test-servers-start test-servers-stop
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -69,3 +70,6 @@ build: node_modules
 
 typecheck: node_modules
 	@npx tsc -p tsconfig.json --noEmit && npx tsc -p src/sdk/tsconfig.json --noEmit
+
+lint: node_modules
+	@npx eslint --cache --cache-location node_modules/.cache/eslint/ src test bench scripts eslint.config.js
