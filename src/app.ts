@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import { destination, type DestinationStream } from 'pino'
 import type { Config } from './config.js'
 import { fastifyTrustProxy } from './net/client-ip.js'
-import { errorBody, gatewayError, isGatewayError, type GatewayError } from './errors.js'
+import { errorBody, gatewayError, isBackingServiceError, isGatewayError, type GatewayError } from './errors.js'
 import fastifyCors from '@fastify/cors'
 import fastifyHelmet from '@fastify/helmet'
 import fastifySwagger from '@fastify/swagger'
@@ -191,8 +191,6 @@ const adminRoutes: FastifyPluginAsync = async (app) => {
   await app.register(auditRoutes)
 }
 
-const BACKEND_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE'])
-
 /** Maps any error a request can meet to a §6 refusal. */
 function toGatewayError (err: FastifyError): GatewayError {
   if (isGatewayError(err)) return err
@@ -203,7 +201,7 @@ function toGatewayError (err: FastifyError): GatewayError {
   if (err.code === '23503') return gatewayError('CONFLICT')
   // PostgreSQL data exceptions (class 22: a time out of range, a bad number) only come from values the client sent.
   if (typeof err.code === 'string' && /^22[0-9A-Z]{3}$/.test(err.code)) return gatewayError('VALIDATION_FAILED')
-  if (BACKEND_ERRORS.has(err.code) || err.name === 'MaxRetriesPerRequestError' || /Stream isn't writeable|Connection is closed|Command timed out/.test(err.message)) return gatewayError('UNAVAILABLE')
+  if (isBackingServiceError(err)) return gatewayError('UNAVAILABLE')
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
     // Fastify's own 4xx (bad JSON, bad content type, empty body): the request is not valid.
     return gatewayError(err.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : err.statusCode === 404 ? 'NOT_FOUND' : 'VALIDATION_FAILED', err.message)

@@ -43,6 +43,27 @@ export function isGatewayError (err: unknown): err is GatewayError {
   return err instanceof Error && typeof code === 'string' && Object.hasOwn(ErrorCodes, code)
 }
 
+/**
+ * A backing store (Redis, PostgreSQL) that failed: whatever it threw, the
+ * caller fails closed with UNAVAILABLE (SPEC §7), never as a bad credential.
+ */
+export async function orUnavailable<T> (work: Promise<T>): Promise<T> {
+  try {
+    return await work
+  } catch {
+    throw gatewayError('UNAVAILABLE')
+  }
+}
+
+// What the PostgreSQL and Redis clients throw when their server is away (the error handler maps them to 503).
+const BACKEND_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE'])
+const BACKEND_ERROR_MESSAGES = /Stream isn't writeable|Connection is closed|Command timed out/
+
+/** Whether an error that reached a handler unwrapped is a backing store being away. */
+export function isBackingServiceError (err: { code?: unknown, name?: string, message?: string }): boolean {
+  return (typeof err.code === 'string' && BACKEND_ERROR_CODES.has(err.code)) || err.name === 'MaxRetriesPerRequestError' || BACKEND_ERROR_MESSAGES.test(err.message ?? '')
+}
+
 /** The JSON body of an error (SPEC §4). */
 export interface ErrorBody {
   statusCode: number

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { gatewayError } from '../errors.js'
+import { gatewayError, orUnavailable } from '../errors.js'
 import { clientBucket } from '../net/ip.js'
 
 declare module 'fastify' {
@@ -21,12 +21,7 @@ export default fp(async (app) => {
 
   app.decorate('anomaly', {
     async assertNotBlocked (ip) {
-      let ttl: number
-      try {
-        ttl = await store.flagTtl(`block:ip:${clientBucket(ip)}`)
-      } catch {
-        throw gatewayError('UNAVAILABLE')
-      }
+      const ttl = await orUnavailable(store.flagTtl(`block:ip:${clientBucket(ip)}`))
       if (ttl > 0) throw gatewayError('TEMPORARILY_BLOCKED', undefined, ttl / 1000)
     },
     async recordFailure (ip, keyId) {

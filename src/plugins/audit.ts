@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { JSONValue } from 'postgres'
-import type { Counter } from 'prom-client'
+import { Gauge, type Counter } from 'prom-client'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -74,7 +74,8 @@ export default fp(async (app) => {
   // a sizeable share of logging each attempt.
   const auditLog = app.log.child({}, { redact: [] })
   const depth = (): number => queue.length + summaries.size
-  metrics.readAuditQueueDepth = depth
+  // The queue's own gauge, read at each scrape rather than set on every row.
+  metrics.registry.registerMetric(new Gauge({ name: 'gateway_audit_queue_depth', help: 'Audit rows waiting to be written', registers: [], collect () { this.set(depth()) } }))
   // prom-client hashes a label object on every inc(); the few (transport, outcome, reason) children are resolved once.
   const attemptCounters = new Map<string, Counter.Internal>()
   const attemptCounter = (transport: string, outcome: string, reason: string): Counter.Internal => {

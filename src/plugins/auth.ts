@@ -4,7 +4,7 @@ import fastifyJwt from '@fastify/jwt'
 import { hashSecret, matchingSecret, parseApiKey, secretMatches } from '../keys/api-key.js'
 import { generationStanding, KEYS_ROTATED, parseRotationNotice, RotationCutoffs, type SupersededTest } from '../keys/rotation.js'
 import type { ApiKeyRecord, Scope } from '../keys/types.js'
-import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
+import { gatewayError, isGatewayError, orUnavailable, type GatewayError } from '../errors.js'
 import { loadSigningKeys, type SigningKeys } from '../auth/jwt-keys.js'
 import { ROOT_KEY_ID, type Principal } from '../auth/principal.js'
 
@@ -25,6 +25,8 @@ declare module 'fastify' {
      * the principals whose tokens stopped then (their live sockets must close).
      */
     onTokensSuperseded: (listener: (superseded: SupersededTest) => void) => void
+    /** Hears, on every instance, the jti of a token revoked anywhere (its live sockets must close). */
+    onTokenRevoked: (listener: (jti: string) => void) => void
     signingKeys: SigningKeys
   }
 }
@@ -39,8 +41,8 @@ export type AuthError = GatewayError & { keyId?: string }
 interface TokenClaims { sub: string, kid: string, jti: string, scope: string, ns?: string[], exp: number, iat: number, kgen?: number }
 
 export const revokedJtiFlag = (jti: string): string => `revoked:jti:${jti}`
-/** Broadcast with a jti when a token is revoked. */
-export const TOKEN_REVOKED_CHANNEL = 'tokens:revoked'
+/** Broadcast with a jti when a token is revoked (heard through onTokenRevoked). */
+const TOKEN_REVOKED_CHANNEL = 'tokens:revoked'
 /** Why a token minted before a rotation is refused (REST, handshake, refresh) and its sockets closed. */
 export const SUPERSEDED_MESSAGE = 'The key was rotated: tokens minted before the rotation stopped when its grace period ended'
 
@@ -133,6 +135,9 @@ export default fp(async (app) => {
 
   const superseded: Array<(test: SupersededTest) => void> = []
   const cutoffs = new RotationCutoffs((test) => { for (const listener of superseded) listener(test) })
+  const revokedListeners: Array<(jti: string) => void> = []
+  app.decorate('onTokenRevoked', (listener: (jti: string) => void) => { revokedListeners.push(listener) })
+  await app.store.subscribe(TOKEN_REVOKED_CHANNEL, (jti) => { for (const listener of revokedListeners) listener(jti) })
   app.decorate('onTokensSuperseded', (listener: (test: SupersededTest) => void) => { superseded.push(listener) })
   await app.store.subscribe(KEYS_ROTATED, (message) => {
     const notice = parseRotationNotice(message)
@@ -201,12 +206,7 @@ export default fp(async (app) => {
     // Tokens minted before generations existed carry none: they belong to the first secret.
     const generation = claims.kgen ?? 0
     if (!Number.isSafeInteger(generation) || generation < 0) throw refuse('UNAUTHORIZED')
-    let revoked: number
-    try {
-      revoked = await app.store.flagTtl(revokedJtiFlag(claims.jti))
-    } catch {
-      throw gatewayError('UNAVAILABLE')
-    }
+    const revoked = await orUnavailable(app.store.flagTtl(revokedJtiFlag(claims.jti)))
     if (revoked > 0) throw refuse('TOKEN_REVOKED', claims.kid)
     const found = await findKey(claims.kid)
     if (found === undefined) throw refuse('UNAUTHORIZED')
@@ -256,11 +256,7 @@ export default fp(async (app) => {
   app.decorate('revokeToken', async (principal: Principal): Promise<void> => {
     if (principal.jti === undefined || principal.exp === undefined) throw gatewayError('UNAUTHORIZED', 'A bearer token is required')
     const ttlMs = principal.exp * 1000 - Date.now()
-    try {
-      if (ttlMs > 0) await app.store.setFlag(revokedJtiFlag(principal.jti), ttlMs + 1000)
-    } catch {
-      throw gatewayError('UNAVAILABLE')
-    }
+    if (ttlMs > 0) await orUnavailable(app.store.setFlag(revokedJtiFlag(principal.jti), ttlMs + 1000))
     // Live sockets using this token close on every instance (the socket layer listens).
     await app.store.publish(TOKEN_REVOKED_CHANNEL, principal.jti).catch(() => {})
   })

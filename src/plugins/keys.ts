@@ -30,6 +30,13 @@ export interface KeyStore {
   bootstrapAdmin: () => Promise<string | undefined>
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Hears, on every instance, that a key changed (PATCH, revoke, rotate), after this instance's cached copy was dropped. */
+    onKeyChange: (listener: (keyId: string) => void) => void
+  }
+}
+
 /** Broadcast on every change so each instance drops its cached copy within a second. */
 export const KEYS_CHANGED = 'keys:changed'
 // A cached key is re-read after this long even without a broadcast (a lost message heals by itself).
@@ -214,7 +221,13 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
 export default fp(async (app) => {
   const keys = createKeyStore(app.sql, app.store)
   app.decorate('keys', keys)
-  await app.store.subscribe(KEYS_CHANGED, (id) => { keys.forget(id) })
+  const listeners: Array<(keyId: string) => void> = []
+  app.decorate('onKeyChange', (listener: (keyId: string) => void) => { listeners.push(listener) })
+  // The cache first, then the listeners: what they read is the new record.
+  await app.store.subscribe(KEYS_CHANGED, (id) => {
+    keys.forget(id)
+    for (const listener of listeners) listener(id)
+  })
   const timer = setInterval(() => { void keys.flushLastUsed() }, LAST_USED_FLUSH_MS)
   timer.unref()
   app.addHook('onClose', async () => {

@@ -22,10 +22,7 @@ export interface GatewayMetrics {
   alerts: Counter<'kind'>
   /** Errors the gateway threw while serving a client, caught before they could stop the process: each one is a bug. */
   internalErrors: Counter<'where'>
-  auditQueueDepth: Gauge
   auditSpilled: Counter
-  /** Where `gateway_audit_queue_depth` is read at each scrape (the audit plugin's queue), rather than set per row. */
-  readAuditQueueDepth: () => number
 }
 
 /** Where a caught internal error can happen (`gateway_internal_errors_total{where}`). */
@@ -61,14 +58,7 @@ function createGatewayMetrics (): GatewayMetrics {
     rateLimited: new Counter({ name: 'gateway_rate_limited_total', help: 'Requests, handshakes and packets refused by a rate limit', labelNames: ['scope'], registers }),
     alerts: new Counter({ name: 'gateway_alerts_total', help: 'Alerts raised', labelNames: ['kind'], registers }),
     internalErrors: new Counter({ name: 'gateway_internal_errors_total', help: 'Errors thrown while serving a client, caught and answered UNAVAILABLE', labelNames: ['where'], registers }),
-    auditQueueDepth: new Gauge({
-      name: 'gateway_audit_queue_depth',
-      help: 'Audit rows waiting to be written',
-      registers,
-      collect () { this.set(metrics.readAuditQueueDepth()) }
-    }),
-    auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers }),
-    readAuditQueueDepth: () => 0
+    auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers })
   }
   initialiseKnownSeries(metrics)
   return metrics

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import fastifyRateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 import type { Rate } from '../config.js'
-import { gatewayError, type GatewayError } from '../errors.js'
+import { gatewayError, orUnavailable, type GatewayError } from '../errors.js'
 import type { KeyRateLimit } from '../keys/types.js'
 import { QuotaLeases } from '../limits/quota-leases.js'
 import { clientBucket } from '../net/ip.js'
@@ -83,12 +83,7 @@ export default fp(async (app) => {
   })
 
   app.decorate('hitRateLimit', async (key: string, rate: Rate, scope: string) => {
-    let result
-    try {
-      result = await store.hit(`rl:${key}`, rate.windowMs)
-    } catch {
-      throw gatewayError('UNAVAILABLE')
-    }
+    const result = await orUnavailable(store.hit(`rl:${key}`, rate.windowMs))
     if (result.count > rate.max) {
       app.gatewayMetrics.rateLimited.inc({ scope })
       throw gatewayError('RATE_LIMITED', undefined, result.resetInMs / 1000)

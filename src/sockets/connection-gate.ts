@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { assertNamespaceAllowed, type Principal } from '../auth/principal.js'
-import { gatewayError, isGatewayError } from '../errors.js'
+import { gatewayError, isGatewayError, orUnavailable } from '../errors.js'
 import { clientBucket } from '../net/ip.js'
 import { bearerToken, type AttemptContext, type Credential } from '../plugins/gatekeeper.js'
 import { connectRefusal } from './refusal.js'
@@ -107,12 +107,7 @@ export const connectionCountKey = (keyId: string): string => `conns:${keyId}`
 /** Counts the connection against the key's maxConnections across the cluster; refuses past it. */
 async function reserveConnection (app: FastifyInstance, { keyId, maxConnections }: Principal): Promise<boolean> {
   if (maxConnections === null) return false
-  let acquired: boolean
-  try {
-    acquired = await app.store.acquireSlot(connectionCountKey(keyId), maxConnections)
-  } catch {
-    throw gatewayError('UNAVAILABLE')
-  }
+  const acquired = await orUnavailable(app.store.acquireSlot(connectionCountKey(keyId), maxConnections))
   if (!acquired) throw gatewayError('RATE_LIMITED', `The key already has ${maxConnections} live connections`)
   return true
 }

@@ -12,8 +12,7 @@ import { registerSystem } from './system.js'
 import { guardTransport } from './transport-guard.js'
 import type { GatewaySocket } from './types.js'
 import { NAMESPACES } from '../protocol/namespaces.js'
-import { KEYS_CHANGED } from '../plugins/keys.js'
-import { SUPERSEDED_MESSAGE, TOKEN_REVOKED_CHANNEL } from '../plugins/auth.js'
+import { SUPERSEDED_MESSAGE } from '../plugins/auth.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -73,8 +72,8 @@ export default fp(async (app) => {
   })
 
   // A key's change (its policy, its publish limit) reaches its live sockets the same way; the key store has
-  // already dropped its cached copy on this broadcast, so the record read here is the new one.
-  await app.store.subscribe(KEYS_CHANGED, (keyId) => {
+  // already dropped its cached copy, so the record read here is the new one.
+  app.onKeyChange((keyId) => {
     const affected = [...localSockets()].filter((socket) => socket.data.principal?.keyId === keyId)
     if (affected.length === 0) return
     app.keys.findForAuth(keyId).then(
@@ -83,7 +82,7 @@ export default fp(async (app) => {
   })
 
   // A revoked token closes the sockets using it, on every instance; they are told why.
-  await app.store.subscribe(TOKEN_REVOKED_CHANNEL, (jti) => {
+  app.onTokenRevoked((jti) => {
     for (const socket of localSockets()) {
       if (socket.data.principal?.jti === jti) forceDisconnect(app, socket, gatewayError('TOKEN_REVOKED'))
     }
