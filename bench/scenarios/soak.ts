@@ -43,8 +43,11 @@ const REFRESH_SECONDS = 300
 const SAMPLE_SECONDS = 5
 /** A forced gc (heap after gc) once a minute, or 10 times in a shorter run; the scrape right after it is discarded (its lag p99 holds the gc's pause). */
 const GC_EVERY_SECONDS = 60
-/** The gateway's connection-state recovery keeps every broadcast this long (src/plugins/io.ts): the idle tail waits it out. */
+/** The gateway's connection-state recovery keeps every broadcast this long (src/plugins/io.ts)… */
 const RECOVERY_MS = 2 * 60_000
+/** …and socket.io-adapter drops expired packets once a minute: the idle tail waits out both. */
+const RECOVERY_SWEEP_MS = 60_000
+const IDLE_TAIL_MS = RECOVERY_MS + RECOVERY_SWEEP_MS + 10_000
 const MAX_OUTSTANDING_PUBLISHES = 2000
 const MAX_PENDING_CONNECTS = 200
 const MAX_PENDING_TOKENS = 50
@@ -625,7 +628,7 @@ export async function run (minutes: number, servers: ServerSet, log: (msg: strin
     await load.call('disconnect')
     await quiesce(server)
     // Past the recovery window every broadcast of the run has been dropped: what is left is kept for good.
-    await sleep(stoppedAt + RECOVERY_MS + 5000 - Date.now())
+    await sleep(stoppedAt + IDLE_TAIL_MS - Date.now())
     const idleAfter = await idleMemory(server)
 
     return summarise({
@@ -635,7 +638,7 @@ export async function run (minutes: number, servers: ServerSet, log: (msg: strin
       params: {
         idle: IDLE, relaySockets: RELAY_SOCKETS, roomSize: ROOM_SIZE, relayRate: RELAY_RATE, churnRate: CHURN_RATE, churnLifetimeMs: CHURN_LIFETIME_MS,
         churnRooms: CHURN_ROOMS, churnSubs: CHURN_SUBS, tokenRate: TOKEN_RATE, refreshSeconds: REFRESH_SECONDS, sampleSeconds: SAMPLE_SECONDS,
-        gcEverySamples: gcEvery, relativeBound: RELATIVE_BOUND
+        gcEverySamples: gcEvery, relativeBound: RELATIVE_BOUND, idleTailSeconds: IDLE_TAIL_MS / 1000
       },
       fds,
       errors: final.errors,
@@ -754,8 +757,10 @@ function markdown (report: SoakReport, meta: Record<string, unknown>): string {
   lines.push('| kind | start | end |', '|---|---:|---:|')
   for (const kind of kinds) lines.push(`| ${kind} | ${r.fds.start[kind] ?? 0} | ${r.fds.end[kind] ?? 0} |`)
   lines.push('', 'TCP from clients counts the websockets and the HTTP keep-alive connections (the token requests\' and the /metrics scrapes\'); PostgreSQL\'s pool opens up to 10 connections as it needs them and closes them after 60 s idle (src/plugins/db.ts).', '')
+  const tailS = r.params.idleTailSeconds as number
   lines.push(`Idle server, heap after gc: before the load ${fixed(r.idleBefore.heapAfterGcMiB)} MiB (RSS ${fixed(r.idleBefore.rssMiB)} MiB, ${r.idleBefore.openFds} fds); ` +
-    `after it, every socket gone and the ${RECOVERY_MS / 60_000}-minute recovery buffer expired, ${fixed(r.idleAfter.heapAfterGcMiB)} MiB (RSS ${fixed(r.idleAfter.rssMiB)} MiB, ${r.idleAfter.openFds} fds).`, '')
+    `after it, every socket gone, ${tailS} s after the load stopped (recovery keeps packets ${RECOVERY_MS / 1000} s and socket.io-adapter drops expired ones once a minute: ` +
+    `${tailS * 1000 >= IDLE_TAIL_MS ? 'none is left' : 'up to a minute\'s worth may be left'}), ${fixed(r.idleAfter.heapAfterGcMiB)} MiB (RSS ${fixed(r.idleAfter.rssMiB)} MiB, ${r.idleAfter.openFds} fds).`, '')
   lines.push(`Errors seen by the load generators: ${r.errorTotal}${r.errorTotal > 0 ? '' : ' (none)'}. ` +
     `Refused connects ${JSON.stringify(r.errors.refused)}, failed connects ${r.errors.connectErrors}, churned sockets dropped early ${r.errors.churnDropped}, long-lived sockets lost ${r.errors.longLivedLost}, ` +
     `joins refused ${r.errors.joinRefused}, publishes refused ${r.errors.publishRefused}, publishes not delivered to every member ${r.errors.lostDeliveries}, token answers not 200 ${JSON.stringify(r.errors.tokenStatus)}, ` +
