@@ -130,7 +130,7 @@ function loadGenerator (): void {
   let timer: NodeJS.Timeout | undefined
   let t0 = 0
   let next = { publish: 0, churn: 0, token: 0, refresh: 0 }
-  let pending = { publishes: 0, connects: 0, tokens: 0, refreshes: 0, churnLive: 0 }
+  const pending = { publishes: 0, connects: 0, tokens: 0, refreshes: 0, churnLive: 0 }
   let counts = { connects: 0, acked: 0, deliveries: 0, tokens: 0, refreshes: 0 }
   let interval = { connectMs: [] as number[], ackMs: [] as number[], tokenMs: [] as number[] }
   let errors = noErrors()
