@@ -12,74 +12,74 @@
 // was cut short).
 //
 // Exit status: 0 when failed == 0 and passed >= 1, else 1.
-import { createInterface } from 'node:readline';
+import { createInterface } from 'node:readline'
 
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-let topLevelPoints = 0;
-let topLevelPlan = null; // number | null
-let topLevelSkipAll = false;
-let yamlIndent = null; // indentation string of the open YAML block, or null
+let passed = 0
+let failed = 0
+let skipped = 0
+let topLevelPoints = 0
+let topLevelPlan = null // number | null
+let topLevelSkipAll = false
+let yamlIndent = null // indentation string of the open YAML block, or null
 
-const POINT = /^(\s*)(not )?ok\b(.*)$/;
-const PLAN = /^(\s*)1\.\.(\d+)\b(.*)$/;
-const DIRECTIVE = /(?:^|[^\\])#\s*(skip|todo)\b/i;
-const BAIL = /^\s*Bail out!/;
+const POINT = /^(\s*)(not )?ok\b(.*)$/
+const PLAN = /^(\s*)1\.\.(\d+)\b(.*)$/
+const DIRECTIVE = /(?:^|[^\\])#\s*(skip|todo)\b/i
+const BAIL = /^\s*Bail out!/
 
-function onLine(raw) {
-  const line = raw.replace(/\r$/, '');
+function onLine (raw) {
+  const line = raw.replace(/\r$/, '')
   if (yamlIndent !== null) {
-    const indent = /^\s*/.exec(line)[0];
-    if (line.trim() === '...' && indent.length <= yamlIndent.length) yamlIndent = null;
-    return;
+    const indent = /^\s*/.exec(line)[0]
+    if (line.trim() === '...' && indent.length <= yamlIndent.length) yamlIndent = null
+    return
   }
-  const yamlStart = /^(\s*)---\s*$/.exec(line);
+  const yamlStart = /^(\s*)---\s*$/.exec(line)
   if (yamlStart) {
-    yamlIndent = yamlStart[1];
-    return;
+    yamlIndent = yamlStart[1]
+    return
   }
   if (BAIL.test(line)) {
-    failed++;
-    return;
+    failed++
+    return
   }
-  const plan = PLAN.exec(line);
+  const plan = PLAN.exec(line)
   if (plan) {
     if (plan[1] === '') {
-      topLevelPlan = Number(plan[2]);
-      if (topLevelPlan === 0 && /#\s*skip/i.test(plan[3])) topLevelSkipAll = true;
+      topLevelPlan = Number(plan[2])
+      if (topLevelPlan === 0 && /#\s*skip/i.test(plan[3])) topLevelSkipAll = true
     }
-    return;
+    return
   }
-  const m = POINT.exec(line);
-  if (!m) return;
-  if (m[1] === '') topLevelPoints++;
-  if (DIRECTIVE.test(m[3])) skipped++;
-  else if (m[2]) failed++;
-  else passed++;
+  const m = POINT.exec(line)
+  if (!m) return
+  if (m[1] === '') topLevelPoints++
+  if (DIRECTIVE.test(m[3])) skipped++
+  else if (m[2]) failed++
+  else passed++
 }
 
-let endsWithNewline = true;
+let endsWithNewline = true
 process.stdin.on('data', (chunk) => {
-  if (chunk.length > 0) endsWithNewline = chunk[chunk.length - 1] === 0x0a;
-  process.stdout.write(chunk);
-});
-const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
-rl.on('line', onLine);
+  if (chunk.length > 0) endsWithNewline = chunk[chunk.length - 1] === 0x0a
+  process.stdout.write(chunk)
+})
+const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
+rl.on('line', onLine)
 rl.on('close', () => {
-  if (!endsWithNewline) process.stdout.write('\n');
+  if (!endsWithNewline) process.stdout.write('\n')
   if (topLevelPlan === null) {
-    failed++;
-    process.stdout.write('# summary: no top-level TAP plan (run did not finish?)\n');
+    failed++
+    process.stdout.write('# summary: no top-level TAP plan (run did not finish?)\n')
   } else if (topLevelPlan !== topLevelPoints && !topLevelSkipAll) {
-    failed++;
+    failed++
     process.stdout.write(
-      `# summary: top-level plan 1..${topLevelPlan} but ${topLevelPoints} test points\n`,
-    );
+      `# summary: top-level plan 1..${topLevelPlan} but ${topLevelPoints} test points\n`
+    )
   }
-  let out = `${passed} passed, ${failed} failed`;
-  if (skipped > 0) out += `, ${skipped} skipped`;
+  let out = `${passed} passed, ${failed} failed`
+  if (skipped > 0) out += `, ${skipped} skipped`
   process.stdout.write(out + '\n', () => {
-    process.exitCode = failed === 0 && passed > 0 ? 0 : 1;
-  });
-});
+    process.exitCode = failed === 0 && passed > 0 ? 0 : 1
+  })
+})
