@@ -375,7 +375,7 @@ function markdown (meta: Record<string, unknown>, results: ScenarioResult[], mic
     lines.push('')
     lines.push(...profileTables(report, unit, {
       selfTables: false,
-      note: `One profiled window each (B, then A, each its own process under --cpu-prof), not alternated: the figures move with the machine's load from one window to the next, ` +
+      note: "One profiled window each (B, then A, each its own process under --cpu-prof), not alternated: the figures move with the machine's load from one window to the next, " +
         `and the profiler adds its own cost. The A/B comparison of record is the ${scenario} table above; this says where B's extra CPU per ${unit.op} goes.`
     }))
     lines.push('')

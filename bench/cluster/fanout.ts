@@ -35,6 +35,7 @@ function redisCommandCounts (port: string): Map<string, number> {
   return counts
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the admin API's JSON, read field by field by the caller
 async function api (node: Instance, path: string, body: unknown, headers: Record<string, string> = { 'x-api-key': ADMIN }): Promise<any> {
   const res = await fetch(node.url + path, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) })
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`)

@@ -5,6 +5,7 @@ import type { ChildProcess } from 'node:child_process'
 interface Request { rpc: number, cmd: string, args: unknown }
 interface Response { rpc: number, ok: boolean, result?: unknown, error?: string }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each handler declares its own argument type (unknown would refuse them all)
 export type Handlers = Record<string, (args: any) => unknown>
 
 /** Answers the parent's calls; a handler may be async. Returns once the channel is open. */

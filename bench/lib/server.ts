@@ -55,7 +55,6 @@ async function startBaseline (kind: ServerKind): Promise<FastifyInstance> {
 
 interface GatewayState { app: FastifyInstance, apiKey: string, policyId: string }
 
-
 function required (name: string): string {
   const value = process.env[name]
   if (value === undefined || value === '') throw new Error(`${name} is not set (bench/run.ts starts private servers and sets it)`)

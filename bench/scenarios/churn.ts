@@ -243,7 +243,6 @@ function loadGenerator (): void {
 
 // ---- orchestrator side ----
 
-
 async function startRig (server: ServerHandle): Promise<Rig> {
   // Fresh tokens: the run's pool was minted at start-up and may be near JWT_TTL by now.
   const mint = async (subs: string[]): Promise<Credentials> => ({ tokens: await server.call<Array<string | null>>('mint', { subs }), subs })

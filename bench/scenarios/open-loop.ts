@@ -331,7 +331,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
       metrics,
       ...cpuShares(series, labels),
       notes: [
-        `Open loop: message k is due at t0 + k/rate (round-robin over the sockets, sent from a 1 ms timer) and its ack latency runs from that intended time, so the generator's own lag and any backlog count against the server (no coordinated omission). ` +
+        "Open loop: message k is due at t0 + k/rate (round-robin over the sockets, sent from a 1 ms timer) and its ack latency runs from that intended time, so the generator's own lag and any backlog count against the server (no coordinated omission). " +
           `At most ${MAX_OUTSTANDING} messages are on the wire; past that the generator holds back and the messages still due when the window closes count as never sent. Each publish is delivered to the one other socket of the sender's room (checked: every acked publish delivered).`,
         `Kept up = achieved ≥ ${KEPT_UP * 100}% of the target over the window. The Load line above describes the ${rateKey(RATES[0])}/s windows.`,
         ...labels.flatMap((l) => RATES.map((rate) => keptUp(l, rate))),

@@ -106,7 +106,6 @@ function loadGenerator (): void {
 
 interface Collected { elapsedMs: number, loadCpuShare: number, loadWaitShare: number, acked: number, refused: number, deliveries: number, p50Ms: number, p99Ms: number }
 
-
 /** A load generator with CLIENTS clients of `server` in the room, ready to load. */
 export async function startRig (server: ServerHandle): Promise<Rig> {
   const load = await startLoad(FILE)
