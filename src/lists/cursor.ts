@@ -11,6 +11,7 @@ export function encodeCursor (parts: Array<string | number>): string {
 export function decodeCursor (cursor: string, shape: Array<'string' | 'number'>): Array<string | number> {
   try {
     const parts: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
+    // eslint-disable-next-line valid-typeof -- shape holds typeof names: 'string' or 'number'
     if (Array.isArray(parts) && parts.length === shape.length && parts.every((p, i) => typeof p === shape[i])) return parts as Array<string | number>
   } catch {}
   throw gatewayError('VALIDATION_FAILED', 'cursor is not valid')

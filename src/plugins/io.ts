@@ -146,5 +146,4 @@ export default fp(async (app) => {
     if (req.headers.upgrade !== undefined) next()
     else corsHeaders(req, res, next)
   })
-
 }, { name: 'io', dependencies: ['config', 'store', 'faults'] })

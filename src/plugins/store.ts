@@ -15,6 +15,7 @@ declare module 'fastify' {
 export default fp(async (app) => {
   const { redisUrl, redisKeyPrefix } = app.config
   let closed = false
+  // eslint-disable-next-line prefer-const -- assigned once, after the onClose hook that reads it is registered
   let store: SharedStore | undefined
   // Hooked before the first await, so a start that outlives the plugin timeout is still closed with the app.
   app.addHook('onClose', async () => {

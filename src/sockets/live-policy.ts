@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { gatewayError, type GatewayError } from '../errors.js'
+import type { GatewayError } from '../errors.js'
 import type { ApiKeyRecord } from '../keys/types.js'
 import { forceDisconnect } from './refusal.js'
 import type { GatewaySocket } from './types.js'
