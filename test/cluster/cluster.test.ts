@@ -20,6 +20,7 @@ t.test('three instances behave as one gateway', { skip: realServers ? false : 'n
   /** Each token comes "from" its own client address (TRUST_PROXY), so the per-IP token limit is only hit on purpose. */
   const freshIp = (): string => `10.77.${Math.floor(nextIp / 250)}.${(nextIp++ % 250) + 1}`
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the response's JSON, read field by field by the test
   async function api (node: Instance, method: string, path: string, body?: unknown, headers: Record<string, string> = { 'x-api-key': ADMIN_KEY }): Promise<{ status: number, json: any }> {
     const res = await fetch(node.url + path, {
       method,

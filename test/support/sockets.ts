@@ -51,7 +51,7 @@ export async function handshakeOutcome (t: Tap, url: string, options: ClientOpti
 export const WAIT_MS = 10_000
 
 /** The first `event` the socket receives, or a rejection after `timeoutMs`. */
-export async function nextEvent<T = any> (socket: ClientSocket, event: string, timeoutMs = WAIT_MS): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export async function nextEvent<T = any> (socket: ClientSocket, event: string, timeoutMs = WAIT_MS): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any -- a test reads the payload's fields as sent
   return await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.off(event, listener)
@@ -69,7 +69,7 @@ export async function nextEvent<T = any> (socket: ClientSocket, event: string, t
  * Records every `event` the socket receives from now on; `stop()` detaches
  * and returns what arrived. Used to prove that nothing was delivered.
  */
-export function recordEvents<T = any> (socket: ClientSocket, event: string): { received: T[], stop: () => T[] } { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function recordEvents<T = any> (socket: ClientSocket, event: string): { received: T[], stop: () => T[] } { // eslint-disable-line @typescript-eslint/no-explicit-any -- as nextEvent
   const received: T[] = []
   const listener = (payload: T): void => { received.push(payload) }
   socket.on(event, listener)
@@ -146,6 +146,6 @@ export async function revokeKey (app: FastifyInstance, id: string): Promise<{ re
 }
 
 /** An emit's ack, or a rejection after WAIT_MS. */
-export async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any -- an ack is { ok, ... } or { error }, read as sent
   return await socket.timeout(WAIT_MS).emitWithAck(event, ...args)
 }
