@@ -83,6 +83,7 @@ class GatewayClient implements Client, NamespaceHost {
   private readonly listeners = new Map<keyof ClientEvents, Set<(...args: never[]) => void>>()
   private readonly transportBackoff: Backoff
   private reopenTimer?: ReturnType<typeof setTimeout>
+  private transportOpen = false
   private stoppedWith?: GatewayError
 
   constructor (options: ClientOptions) {
@@ -110,13 +111,16 @@ class GatewayClient implements Client, NamespaceHost {
       autoConnect: false,
       reconnection: false
     })
+    // The transport's state, from the manager's public events (its own field is private).
+    this.manager.on('open', () => { this.transportOpen = true })
     this.manager.on('close', (reason) => {
+      this.transportOpen = false
       // 'forced close': closed on purpose, or no namespace socket is attached any more.
       if (reason !== 'forced close') this.scheduleReopen()
     })
     this.manager.on('error', (err) => {
-      // An error while open is followed by 'close'; one that leaves the manager closed is a failed (re)open.
-      if (this.manager._readyState !== 'closed' || this.stoppedWith !== undefined) return
+      // An error while open is followed by 'close'; one while not open is a failed (re)open.
+      if (this.transportOpen || this.stoppedWith !== undefined) return
       this.report(new GatewayError('NETWORK_ERROR', `The gateway could not be reached: ${err.message}`, { cause: err }))
       this.scheduleReopen()
     })
@@ -177,7 +181,8 @@ class GatewayClient implements Client, NamespaceHost {
     this.tokens.close()
     clearTimeout(this.reopenTimer)
     for (const channel of this.channels.values()) channel.stop(err, false)
-    if (this.manager._readyState !== 'closed') this.manager._close()
+    // The namespaces' sockets are closed by now, which closes the manager; an engine still open is closed here.
+    if (this.transportOpen) this.manager.engine?.close()
   }
 
   /** Reopens a dropped transport after a backoff delay, when some namespace socket is waiting for it. */
@@ -185,7 +190,7 @@ class GatewayClient implements Client, NamespaceHost {
     if (this.stoppedWith !== undefined || this.reopenTimer !== undefined) return
     this.reopenTimer = setTimeout(() => {
       this.reopenTimer = undefined
-      if (this.stoppedWith !== undefined || this.manager._readyState !== 'closed') return
+      if (this.stoppedWith !== undefined || this.transportOpen) return
       if ([...this.channels.values()].some((channel) => channel.awaitsTransport())) this.manager.open()
     }, this.transportBackoff.next())
   }

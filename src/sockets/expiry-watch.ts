@@ -48,7 +48,10 @@ export class ExpiryWatch {
   forget (socket: GatewaySocket): void {
     const entry = this.pending.get(socket)
     if (entry === undefined) return
-    this.slots.get(entry.slot)?.delete(socket)
+    const slot = this.slots.get(entry.slot)
+    slot?.delete(socket)
+    // An emptied slot goes now, not when its time comes (under churn, up to JWT_TTL of empty slots).
+    if (slot?.size === 0) this.slots.delete(entry.slot)
     this.pending.delete(socket)
   }
 
