@@ -10,8 +10,8 @@ export const CHAT_RULES = [
   { effect: 'allow', namespace: '/notification', actions: ['connect'] }
 ]
 
-/** Short delays, so that a reconnect loop (or its absence) shows within a test. */
-export const FAST = { transports: ['websocket'] as ClientOptions['transports'], backoff: { baseMs: 50, maxMs: 400 }, ackTimeoutMs: 2000 }
+/** Short delays, so that a reconnect loop (or its absence) shows within a test; acks may take long (a join waited past 2 s under load). */
+export const FAST = { transports: ['websocket'] as ClientOptions['transports'], backoff: { baseMs: 50, maxMs: 400 }, ackTimeoutMs: 10_000 }
 
 /** An SDK client closed when the test ends, with everything it reported recorded. */
 export function sdkClient (t: Tap, options: ClientOptions): Client & { seen: Seen } {
@@ -47,7 +47,7 @@ export function appTokens (app: FastifyInstance, apiKey: string, sub: string, bo
 }
 
 /** The next `event` on a namespace, or a rejection after `timeoutMs`. */
-export async function nextMessage<T = RelayedMessage> (ns: Namespace, event = 'message', timeoutMs = 3000): Promise<T> {
+export async function nextMessage<T = RelayedMessage> (ns: Namespace, event = 'message', timeoutMs = 10_000): Promise<T> {
   return await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => { off(); reject(new Error(`no ${event} within ${timeoutMs} ms`)) }, timeoutMs)
     const off = ns.on<T>(event, (payload) => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildApp, listen, sleep } from '../helper.js'
-import { eventually, keyWithPolicy, replacePolicy, ROOMY_LIMITS } from '../support/sockets.js'
+import { eventually, keyWithPolicy, replacePolicy, ROOMY_LIMITS, WAIT_MS } from '../support/sockets.js'
 import type { GatewaySocket } from '../../src/sockets/types.js'
 import { appTokens, CHAT_RULES, FAST, nextMessage, roomSize, sdkClient } from './fixtures.js'
 
@@ -10,7 +10,8 @@ t.test('a live connection gets a new token before its token expires (auth:refres
   const app = await buildApp(t, ROOMY_LIMITS)
   const { apiKey } = await keyWithPolicy(app, CHAT_RULES)
   const url = await listen(app)
-  const client = sdkClient(t, { url, apiKey, tokenRequest: { sub: 'alice', ttl: 4 }, ...FAST })
+  // 8 s: the SDK refreshes a quarter of the lifetime before exp, which must leave a loaded machine time for the refresh.
+  const client = sdkClient(t, { url, apiKey, tokenRequest: { sub: 'alice', ttl: 8 }, ...FAST })
   const chat = client.namespace('/chat')
   const expired: unknown[] = []
   chat.on('auth:expired', (notice) => { expired.push(notice) })
@@ -38,14 +39,14 @@ t.test('a refresh that fails is retried; auth:expired makes the SDK push the nex
   }
   const client = sdkClient(t, { url, getToken, ...FAST })
   const chat = client.namespace('/chat')
-  const expired = nextMessage(chat, 'auth:expired', 4000)
+  const expired = nextMessage(chat, 'auth:expired', WAIT_MS)
   await chat.ready()
   backendDownUntil = Date.now() + 2600
   const [socket] = chatSockets(app)
 
   const firstExp = socket.data.principal.exp ?? 0
   await expired
-  await eventually(() => (socket.data.principal.exp ?? 0) > firstExp, 3000, 'the server took a new token')
+  await eventually(() => (socket.data.principal.exp ?? 0) > firstExp, WAIT_MS, 'the server took a new token')
   t.ok(Date.now() >= backendDownUntil, 'once the backend was back')
   t.match(await chat.publish('message', 'lobby', 'x'), { ok: true }, 'packets flow again')
   t.ok(client.seen.errors.some((e) => e.code === 'UNAVAILABLE' && /backend down/.test(e.message)), 'the failed refreshes were reported')
@@ -72,8 +73,8 @@ t.test('after the gateway closes its sockets, the SDK reconnects with the same t
 
   // Through the adapter (Redis when the real servers run): the sockets go a moment later.
   app.io.of('/chat').disconnectSockets(true)
-  await eventually(() => bob.seen.disconnects.length > 0 && alice.seen.disconnects.length > 0, 2000, 'disconnected')
-  await eventually(() => roomSize(app, '/chat', 'lobby') === 1 && roomSize(app, '/chat', 'room:2') === 1 && aliceChat.connected, 3000, 're-joined')
+  await eventually(() => bob.seen.disconnects.length > 0 && alice.seen.disconnects.length > 0, WAIT_MS, 'disconnected')
+  await eventually(() => roomSize(app, '/chat', 'lobby') === 1 && roomSize(app, '/chat', 'room:2') === 1 && aliceChat.connected, WAIT_MS, 're-joined')
   t.same(chatSockets(app).map((s) => s.id).filter((id) => before.includes(id)), [], 'new sockets')
   t.same(bob.seen.disconnects, ['/chat io server disconnect'])
   t.same(bob.seen.connects, ['/chat', '/chat'])
@@ -104,7 +105,7 @@ t.test('after the transport drops, one reconnection brings back every namespace 
 
   const bobConnection = [...app.io.of('/chat').sockets.values()].find((s) => s.data.principal.sub === 'bob')?.conn
   bobConnection?.close()
-  await eventually(() => bob.seen.connects.length === 4 && roomSize(app, '/chat', 'lobby') === 1, 3000, 'both namespaces back')
+  await eventually(() => bob.seen.connects.length === 4 && roomSize(app, '/chat', 'lobby') === 1, WAIT_MS, 'both namespaces back')
   t.same(bob.seen.disconnects.sort(), ['/chat transport close', '/notification transport close'])
   t.equal(app.io.engine.clientsCount, 2, 'still one connection for bob')
   t.ok(bobChat.connected && bobNotification.connected)
@@ -124,7 +125,7 @@ t.test('a token revoked on a live connection: the SDK gets a new token and recon
   await chat.join('lobby')
   const res = await app.inject({ method: 'POST', url: '/auth/revoke', headers: { authorization: `Bearer ${tokens.last()}` } })
   t.equal(res.statusCode, 204)
-  await eventually(() => client.seen.connects.length === 2 && roomSize(app, '/chat', 'lobby') === 1, 3000, 'reconnected')
+  await eventually(() => client.seen.connects.length === 2 && roomSize(app, '/chat', 'lobby') === 1, WAIT_MS, 'reconnected')
   t.same(client.seen.errors.map((e) => [e.code, e.details.event]), [['TOKEN_REVOKED', 'disconnect']])
   t.equal(tokens.calls(), 2, 'a new token was fetched')
   t.equal(client.stopped, undefined)
@@ -140,7 +141,7 @@ t.test('after a reconnect, a room the policy no longer allows is dropped and rep
   await chat.join('room:1')
   await replacePolicy(app, policyId, [{ ...CHAT_RULES[0], rooms: ['lobby'] }])
   app.io.of('/chat').disconnectSockets(true)
-  await eventually(() => client.seen.connects.length === 2 && client.seen.errors.length === 1 && roomSize(app, '/chat', 'lobby') === 1, 3000, 're-joined')
+  await eventually(() => client.seen.connects.length === 2 && client.seen.errors.length === 1 && roomSize(app, '/chat', 'lobby') === 1, WAIT_MS, 're-joined')
   t.same(client.seen.errors.map((e) => [e.code, e.details.event, e.details.room]), [['FORBIDDEN', 'join', 'room:1']])
   t.same(chat.rooms, ['lobby'])
   t.equal(roomSize(app, '/chat', 'room:1'), 0)
@@ -157,7 +158,7 @@ t.test('a refused auth:refresh (a token of another subject) makes the namespace 
   const chat = client.namespace('/chat')
   await chat.ready()
   t.same(chatSockets(app).map((s) => s.data.principal.sub), ['alice'])
-  await eventually(() => client.seen.connects.length === 2, 4000, 'reconnected')
+  await eventually(() => client.seen.connects.length === 2, WAIT_MS, 'reconnected')
   t.same(client.seen.errors.map((e) => [e.code, e.details.event]), [['FORBIDDEN', 'auth:refresh']])
   t.same(chatSockets(app).map((s) => s.data.principal.sub), ['carol'], 'the new handshake carried the new token')
   t.equal(client.stopped, undefined)
@@ -180,7 +181,7 @@ t.test('an auth:refresh refused for a while (socket rate limit) is pushed again 
     for (let i = 0; i < 5; i++) void chat.publish('message', 'lobby', i)
   })
 
-  await eventually(() => (socket.data.principal.exp ?? 0) > firstExp, 5000, 'the server took the new token')
+  await eventually(() => (socket.data.principal.exp ?? 0) > firstExp, WAIT_MS, 'the server took the new token')
   t.ok(flooded, 'the refresh went out behind a full window')
   // Timers may fire a millisecond before the window ends: a second refusal is the same story.
   const refusals = client.seen.errors.map((e) => `${e.code} ${e.details.event ?? ''}`)
@@ -209,7 +210,7 @@ t.test('a revoked token whose renewal fails for a moment: the retry fetches a ne
   failNext = true
   const res = await app.inject({ method: 'POST', url: '/auth/revoke', headers: { authorization: `Bearer ${tokens.last()}` } })
   t.equal(res.statusCode, 204)
-  await eventually(() => client.seen.connects.length === 2 && roomSize(app, '/chat', 'lobby') === 1, 4000, 'reconnected')
+  await eventually(() => client.seen.connects.length === 2 && roomSize(app, '/chat', 'lobby') === 1, WAIT_MS, 'reconnected')
   t.same(client.seen.errors.map((e) => e.code), ['TOKEN_REVOKED', 'UNAVAILABLE'])
   t.equal(tokens.calls(), 2, 'a new token was fetched once the backend answered')
   t.same([client.stopped, client.seen.stopped], [undefined, []])
