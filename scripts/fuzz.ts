@@ -4,9 +4,11 @@
 //   FUZZ_PATH   replay one failing batch of FUZZ_SEED, as printed with a finding
 //   FUZZ_BATCH  inputs per batch, at most (default 200): the gateway is checked after each
 //   FUZZ_OUT    where results go (default fuzz-results/: latest.md and latest.json)
-// The gateway runs on the embedded stores (DATA_DIR memory://, no Redis); with TEST_DATABASE_URL and
-// TEST_REDIS_URL set (e.g. `. ./.test-servers.env` after `make test-servers-start`) it runs on those.
+//   FUZZ_STORES embedded (default: PGlite in memory, no Redis, as `make dev`), postgres (TEST_DATABASE_URL,
+//               in-process limits and adapter) or servers (TEST_DATABASE_URL and TEST_REDIS_URL, as `make test`);
+//               the last two need `make test-servers-start` and `. ./.test-servers.env` first
 import { randomInt } from 'node:crypto'
+import type { Stores } from '../test/fuzz/gateway.js'
 import { fuzz } from '../test/fuzz/harness.js'
 import { writeResults } from '../test/fuzz/report.js'
 
@@ -16,12 +18,12 @@ const seed = env.FUZZ_SEED !== undefined && env.FUZZ_SEED !== '' ? Number(env.FU
 const path = env.FUZZ_PATH !== undefined && env.FUZZ_PATH !== '' ? env.FUZZ_PATH : undefined
 const maxBatch = Number(env.FUZZ_BATCH ?? 200)
 const out = env.FUZZ_OUT ?? 'fuzz-results'
-if (!Number.isSafeInteger(inputs) || inputs < 1 || !Number.isSafeInteger(seed) || !Number.isSafeInteger(maxBatch) || maxBatch < 1) {
-  console.error('FUZZ_RUNS and FUZZ_BATCH must be positive integers, FUZZ_SEED an integer')
+const stores = (env.FUZZ_STORES ?? 'embedded') as Stores
+if (!Number.isSafeInteger(inputs) || inputs < 1 || !Number.isSafeInteger(seed) || !Number.isSafeInteger(maxBatch) || maxBatch < 1 || !['embedded', 'postgres', 'servers'].includes(stores)) {
+  console.error('FUZZ_RUNS and FUZZ_BATCH must be positive integers, FUZZ_SEED an integer, FUZZ_STORES one of embedded, postgres, servers')
   process.exit(2)
 }
-const stores = env.TEST_DATABASE_URL !== undefined && env.TEST_REDIS_URL !== undefined ? 'PostgreSQL and Redis (TEST_*)' : 'embedded stores (DATA_DIR memory://, no Redis)'
-console.log(`fuzz: seed ${seed}${path === undefined ? `, ${inputs} inputs` : `, replaying path ${path}`}, batches of up to ${maxBatch}, gateway on the ${stores}`)
+console.log(`fuzz: seed ${seed}${path === undefined ? `, ${inputs} inputs` : `, replaying path ${path}`}, batches of up to ${maxBatch}, gateway on stores: ${stores}`)
 console.log(`fuzz: replay with FUZZ_SEED=${seed} FUZZ_RUNS=${inputs} make fuzz`)
 
 const teardowns: Array<() => unknown> = []
@@ -38,6 +40,7 @@ process.once('SIGINT', () => { void stop(130) })
 
 let last = { at: Date.now(), inputs: 0 }
 const result = await fuzz(t, {
+  stores,
   seed,
   inputs,
   maxBatch,

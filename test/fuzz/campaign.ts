@@ -48,6 +48,8 @@ export interface GatewayLink {
 
 export interface CampaignResult {
   seed: number
+  /** What the gateway stored its state in (filled in by the gateway's side). */
+  stores?: string
   inputs: number
   batches: number
   durationMs: number

@@ -3,7 +3,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { ADMIN_KEY, buildApp, connect, connected, listen } from '../helper.js'
+import { ADMIN_KEY, buildFrom, connect, connected, isolatedEnv, listen, realServers } from '../helper.js'
 import { keyWithPolicy, tokenFor } from '../support/sockets.js'
 import type { Credentials } from './lanes.js'
 import { errorSignature, type Problem } from './problems.js'
@@ -44,6 +44,27 @@ export async function heapAfterGc (): Promise<number> {
 export interface RoundTrips { count: number, totalMs: number, maxMs: number }
 
 /**
+ * What the fuzzed gateway stores its state in: `servers` is PostgreSQL and
+ * Redis from TEST_DATABASE_URL / TEST_REDIS_URL (as `make test` runs it),
+ * `postgres` the same PostgreSQL with the in-process stores and adapter,
+ * `embedded` PGlite in memory and no Redis (the defaults of `make dev`).
+ */
+export type Stores = 'embedded' | 'postgres' | 'servers'
+
+/** `servers` when the TEST_* servers are there, else `embedded`: what the other tests do. */
+export const defaultStores = (): Stores => realServers ? 'servers' : 'embedded'
+
+async function fuzzEnv (t: Tap, stores: Stores): Promise<Record<string, string>> {
+  if (stores !== 'embedded' && !realServers) throw new Error(`stores ${stores} need TEST_DATABASE_URL and TEST_REDIS_URL (make test-servers-start)`)
+  const env = await isolatedEnv(t, FUZZ_ENV, { embedded: stores === 'embedded' })
+  if (stores === 'postgres') {
+    delete env.REDIS_URL
+    delete env.REDIS_KEY_PREFIX
+  }
+  return env
+}
+
+/**
  * The fuzzed gateway, in this thread: a real app on an ephemeral port with
  * every namespace open to one key, two real socket.io-client bystanders in a
  * room, and watchers that record uncaught exceptions, unhandled rejections
@@ -51,13 +72,14 @@ export interface RoundTrips { count: number, totalMs: number, maxMs: number }
  */
 export class FuzzGateway {
   readonly roundTrips: RoundTrips = { count: 0, totalMs: 0, maxMs: 0 }
-  private constructor (readonly app: FastifyInstance, readonly url: string, readonly credentials: Credentials, private readonly problems: Problem[], private readonly bystanders: Bystanders, private readonly roundTripMs: number) {}
+  private constructor (readonly app: FastifyInstance, readonly stores: Stores, readonly url: string, readonly credentials: Credentials, private readonly problems: Problem[], private readonly bystanders: Bystanders, private readonly roundTripMs: number) {}
 
-  static async start (t: Tap, options: { embedded?: boolean, roundTripMs?: number } = {}): Promise<FuzzGateway> {
+  static async start (t: Tap, options: { stores?: Stores, roundTripMs?: number } = {}): Promise<FuzzGateway> {
     const problems: Problem[] = []
     watchProcess(t, problems)
     const logStream = { write: (line: string) => { recordErrorLine(line, problems) } }
-    const app = await buildApp(t, FUZZ_ENV, { embedded: options.embedded, logStream })
+    const stores = options.stores ?? defaultStores()
+    const app = await buildFrom(t, await fuzzEnv(t, stores), logStream)
     const fuzzKey = await keyWithPolicy(app, EVERYTHING, { scopes: ['publish', 'token:delegate'] })
     const bystanderKey = await keyWithPolicy(app, EVERYTHING)
     const credentials: Credentials = {
@@ -68,7 +90,7 @@ export class FuzzGateway {
     }
     const url = await listen(app)
     const bystanders = await Bystanders.start(t, app, url, bystanderKey.apiKey)
-    return new FuzzGateway(app, url, credentials, problems, bystanders, options.roundTripMs ?? 10_000)
+    return new FuzzGateway(app, stores, url, credentials, problems, bystanders, options.roundTripMs ?? 10_000)
   }
 
   get port (): number { return (this.app.server.address() as AddressInfo).port }

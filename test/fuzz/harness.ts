@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { CampaignOptions, CampaignResult } from './campaign.js'
-import { FuzzGateway, heapAfterGc } from './gateway.js'
+import { FuzzGateway, heapAfterGc, type Stores } from './gateway.js'
 import type { Target } from './lanes.js'
 import type { FromGateway, ToGateway, WorkerData } from './worker.js'
 
@@ -10,8 +10,8 @@ type Tap = { teardown: (fn: () => unknown) => void }
 export const DEFAULT_LANES: Target['lanes'] = { socket: 4, handshake: 1, transport: 1, polling: 2, rest: 2 }
 
 export interface FuzzOptions extends Omit<CampaignOptions, 'onProgress'> {
-  /** Use the embedded stores even when TEST_DATABASE_URL / TEST_REDIS_URL are set. */
-  embedded?: boolean
+  /** What the gateway stores its state in (default: the TEST_* servers when set, else embedded). */
+  stores?: Stores
   /** How long one input may go without an answer or a close before it is a hang. */
   hangMs?: number
   /** Deadline of one bystander round trip (publish, ack, delivery). */
@@ -29,8 +29,8 @@ export interface FuzzOptions extends Omit<CampaignOptions, 'onProgress'> {
  * worker asks this thread for its verdict (crash, error line, bystanders).
  */
 export async function fuzz (t: Tap, options: FuzzOptions): Promise<CampaignResult> {
-  const { embedded, hangMs, roundTripMs, lanes, onProgress, onStart, ...campaign } = options
-  const gateway = await FuzzGateway.start(t, { embedded, roundTripMs })
+  const { stores, hangMs, roundTripMs, lanes, onProgress, onStart, ...campaign } = options
+  const gateway = await FuzzGateway.start(t, { stores, roundTripMs })
   t.teardown(() => { gateway.close() })
   onStart?.(gateway)
   const target: Target = { url: gateway.url, port: gateway.port, credentials: gateway.credentials, hangMs: hangMs ?? 10_000, lanes: { ...DEFAULT_LANES, ...lanes } }
@@ -43,9 +43,11 @@ export async function fuzz (t: Tap, options: FuzzOptions): Promise<CampaignResul
         } else if (message.type === 'progress') {
           // The worker's own heap is the fuzzer's: the figure that matters is this thread's, the gateway's.
           onProgress?.({ ...message.progress, heapBytes: process.memoryUsage().heapUsed })
+        } else if (message.type === 'done') {
+          resolve({ ...message.result, stores: gateway.stores })
+        } else {
+          reject(new Error(`fuzzing worker failed: ${message.message}`))
         }
-        else if (message.type === 'done') resolve(message.result)
-        else reject(new Error(`fuzzing worker failed: ${message.message}`))
       })
       worker.on('error', reject)
       worker.on('exit', (code) => { reject(new Error(`fuzzing worker exited (${code}) before its result`)) })

@@ -140,9 +140,18 @@ interface Lane {
  */
 export const LONGEST_ANSWER = 1024
 
-/** A finding when the longest answer to an input is past LONGEST_ANSWER. */
+/**
+ * An answer's body: what follows its namespace (`44/nsp,{...}`). Socket.IO
+ * names the namespace in every packet, a CONNECT_ERROR for an unknown one
+ * included, so that part repeats the client's by design.
+ */
+export function answerBody (text: string): string {
+  return text[2] === '/' ? text.slice(text.indexOf(',') + 1) : text.slice(2)
+}
+
+/** A finding when the longest answer body to an input is past LONGEST_ANSWER. */
 function checkEcho (input: FuzzInput, longest: number, report: (problem: Problem) => void): void {
-  if (longest > LONGEST_ANSWER) report({ kind: 'echo', signature: `echo: ${input.tag} answered with over ${LONGEST_ANSWER} characters`, message: `an answer of ${longest} characters`, input })
+  if (longest > LONGEST_ANSWER) report({ kind: 'echo', signature: `echo: ${input.tag} answered with over ${LONGEST_ANSWER} characters`, message: `an answer body of ${longest} characters`, input })
 }
 
 const hang = (input: FuzzInput, hangMs: number, what: string): Problem =>
@@ -264,7 +273,7 @@ class HandshakeLane implements Lane {
     }
     if (result === 'closed') return result
     const answer = socket.lastMatch
-    checkEcho(input, answer.length, this.context.report)
+    checkEcho(input, answerBody(answer).length, this.context.report)
     if (answer.startsWith('44')) return `refused:${/"message":"([^"]{0,40})/.exec(answer)?.[1] ?? '?'}`
     const comma = answer.indexOf(',')
     socket.send({ text: `41${comma > 2 ? answer.slice(2, comma) + ',' : ''}` })
@@ -336,7 +345,7 @@ class PollingLane implements Lane {
       if (received.includes('2')) await this.session.post('3', 'text/plain;charset=UTF-8', hangMs)
       for (const packet of received) {
         if (!isAnswer(packet)) continue
-        checkEcho(input, packet.length, this.context.report)
+        checkEcho(input, answerBody(packet).length, this.context.report)
         seen.push(packet.slice(0, 4096))
       }
       if (received.some((p) => p.startsWith(probe.ack))) return answerOf(seen, probe.ack)
@@ -387,4 +396,3 @@ class RestLane implements Lane {
     return Buffer.concat([head, ...chunk, Buffer.from('0\r\n\r\n')])
   }
 }
-

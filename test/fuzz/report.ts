@@ -29,6 +29,12 @@ export function exactInput (input: FuzzInput): unknown {
   return JSON.parse(JSON.stringify(input, (_key, value: unknown) => value instanceof Uint8Array ? { base64: Buffer.from(value).toString('base64') } : value))
 }
 
+const STORES: Record<string, string> = {
+  embedded: 'the embedded stores (PGlite in memory, in-process rate limits and adapter)',
+  postgres: 'PostgreSQL (TEST_DATABASE_URL) with the in-process stores and adapter',
+  servers: 'PostgreSQL and Redis (TEST_DATABASE_URL, TEST_REDIS_URL), Redis adapter'
+}
+
 const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`
 
 function findingSection (finding: Finding): string[] {
@@ -49,6 +55,7 @@ export function resultMarkdown (result: CampaignResult, title: string): string {
     `# ${title}`,
     '',
     `- seed ${result.seed}; ${result.inputs} inputs in ${result.batches} batches, ${seconds.toFixed(0)} s (${Math.round(result.inputs / seconds)} inputs/s); ${result.shrinkInputs} more while shrinking`,
+    `- gateway in-process on ${STORES[result.stores ?? ''] ?? result.stores ?? '?'}; connections opened by the fuzzer: ${Object.entries(result.sessions).map(([k, n]) => `${k} ${n}`).join(', ')}`,
     `- bystander round trips: ${result.roundTrips.count}, mean ${result.roundTrips.meanMs.toFixed(1)} ms, max ${result.roundTrips.maxMs.toFixed(0)} ms`,
     `- heap after gc: baseline ${mb(result.memory.baselineBytes)}, last ${mb(result.memory.lastBytes)}, peak ${mb(result.memory.peakBytes)} (bound +${mb(result.memory.boundBytes)}, ${result.memory.checks} checks)`,
     `- findings: ${result.findings.length === 0 ? 'none' : result.findings.length}`,

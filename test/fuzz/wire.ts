@@ -25,7 +25,7 @@ export class EngineSocket {
   closed = false
   /** Answers (acks, connect errors, gateway:error) received since `mark()`, cut to 4 KB; relayed messages are not kept. */
   received: string[] = []
-  /** Length of the longest answer since `mark()`: a refusal that echoes a large input is a finding. */
+  /** Length of the longest answer body (past the namespace) since `mark()`: a refusal that echoes a large input is a finding. */
   longestAnswer = 0
   /** The frame that settled the last `waitFor` with `matched`. */
   lastMatch = ''
@@ -37,7 +37,7 @@ export class EngineSocket {
       const text = data.toString()
       if (text === '2') { this.send({ text: '3' }); return }
       if (isAnswer(text)) {
-        this.longestAnswer = Math.max(this.longestAnswer, text.length)
+        this.longestAnswer = Math.max(this.longestAnswer, text.length - (text[2] === '/' ? text.indexOf(',') + 1 : 2))
         if (this.received.length < 32) this.received.push(text.slice(0, 4096))
       }
       for (const waiter of this.waiters) {
