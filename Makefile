@@ -6,7 +6,7 @@
 #   make fuzz       fuzz an in-process gateway (FUZZ_RUNS=1000000, FUZZ_SEED, FUZZ_PATH); results in fuzz-results/
 #   make cluster    Redis, PostgreSQL, three instances on 3001-3003 (+ nginx on 3000); Ctrl-C stops all
 #   make build      compile to dist/ (the client SDK to dist/sdk/)
-#   make typecheck  type-check only
+#   make typecheck  type-check only: src/, the SDK as browser code, test/ and bench/ (tsconfig.test.json)
 #   make lint       neostandard (eslint.config.js) over src/, test/, bench/, scripts/
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -69,7 +69,7 @@ build: node_modules
 	@npx tsc -p tsconfig.json && npx tsc -p src/sdk/tsconfig.json
 
 typecheck: node_modules
-	@npx tsc -p tsconfig.json --noEmit && npx tsc -p src/sdk/tsconfig.json --noEmit
+	@npx tsc -p tsconfig.json --noEmit && npx tsc -p src/sdk/tsconfig.json --noEmit && npx tsc -p tsconfig.test.json --noEmit
 
 lint: node_modules
-	@npx eslint --cache --cache-location node_modules/.cache/eslint/ src test bench scripts eslint.config.js
+	@npx eslint --max-warnings 0 --cache --cache-location node_modules/.cache/eslint/ src test bench scripts eslint.config.js

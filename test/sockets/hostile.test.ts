@@ -53,7 +53,7 @@ async function lobby (t: Tap, env: Record<string, string> = {}): Promise<Room> {
 type Tap = Parameters<typeof buildApp>[0]
 
 /** A round trip through the room still works: what a bystander needs. */
-async function roundTrip (t: Tap & { ok: (v: unknown, m?: string) => void }, room: Room, what: string): Promise<void> {
+async function roundTrip (t: Tap & { ok: (v: unknown, m: string) => void }, room: Room, what: string): Promise<void> {
   const received = nextEvent<{ data: string }>(room.member, 'message')
   const answer = await ack(room.sender, 'message', { room: 'lobby', data: what })
   t.ok(answer.ok === true && (await received).data === what, `a normal message still goes through (${what})`)
