@@ -81,4 +81,4 @@ export default fp(async (app) => {
     shutdown.abort()
     await Promise.allSettled(pending)
   })
-}, { name: 'alerts', dependencies: ['config', 'metrics'] })
+}, { name: 'alerts', fastify: '5.x', dependencies: ['config', 'metrics'] })

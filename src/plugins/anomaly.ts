@@ -41,4 +41,4 @@ export default fp(async (app) => {
       }
     }
   })
-}, { name: 'anomaly', dependencies: ['config', 'store', 'alerts'] })
+}, { name: 'anomaly', fastify: '5.x', dependencies: ['config', 'store', 'alerts'] })

@@ -61,4 +61,4 @@ export default fp(async (app) => {
       return { allowed: count('allowed'), refused: count('refused') }
     }
   } satisfies AuditQuery)
-}, { name: 'audit-query', dependencies: ['db'] })
+}, { name: 'audit-query', fastify: '5.x', dependencies: ['db'] })

@@ -218,4 +218,4 @@ export default fp(async (app) => {
       app.log.error({ err }, 'final audit flush failed')
     }
   })
-}, { name: 'audit', dependencies: ['db', 'metrics'] })
+}, { name: 'audit', fastify: '5.x', dependencies: ['db', 'metrics'] })

@@ -260,4 +260,4 @@ export default fp(async (app) => {
     // Live sockets using this token close on every instance (the socket layer listens).
     await app.store.publish(TOKEN_REVOKED_CHANNEL, principal.jti).catch(() => {})
   })
-}, { name: 'auth', dependencies: ['config', 'store', 'keys', 'ip-allowlist'] })
+}, { name: 'auth', fastify: '5.x', dependencies: ['config', 'store', 'keys', 'ip-allowlist'] })

@@ -41,4 +41,4 @@ export default fp(async (app) => {
         return gatewayError('FORBIDDEN')
     }
   })
-}, { name: 'authorize', dependencies: ['policies'] })
+}, { name: 'authorize', fastify: '5.x', dependencies: ['policies'] })

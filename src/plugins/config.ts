@@ -9,4 +9,4 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(async (app, opts) => {
   app.decorate('config', opts.config)
-}, { name: 'config' })
+}, { name: 'config', fastify: '5.x' })

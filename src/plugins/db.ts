@@ -95,4 +95,4 @@ export default fp(async (app) => {
     throw err
   }
   app.decorate('sql', sql)
-}, { name: 'db', dependencies: ['config'] })
+}, { name: 'db', fastify: '5.x', dependencies: ['config'] })

@@ -37,4 +37,4 @@ export default fp(async (app) => {
       app.alerts.raise({ kind: 'internal_error', keyId })
     }
   })
-}, { name: 'faults', dependencies: ['metrics', 'alerts'] })
+}, { name: 'faults', fastify: '5.x', dependencies: ['metrics', 'alerts'] })

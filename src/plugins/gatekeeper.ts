@@ -105,4 +105,4 @@ export default fp(async (app) => {
   app.decorate('requirePublisher', async (req: FastifyRequest) => {
     req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requireScope('publish') })
   })
-}, { name: 'gatekeeper', dependencies: ['auth', 'audit', 'anomaly'] })
+}, { name: 'gatekeeper', fastify: '5.x', dependencies: ['auth', 'audit', 'anomaly'] })

@@ -146,4 +146,4 @@ export default fp(async (app) => {
     if (req.headers.upgrade !== undefined) next()
     else corsHeaders(req, res, next)
   })
-}, { name: 'io', dependencies: ['config', 'store', 'faults'] })
+}, { name: 'io', fastify: '5.x', dependencies: ['config', 'store', 'faults'] })

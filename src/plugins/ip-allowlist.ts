@@ -24,4 +24,4 @@ export default fp(async (app) => {
     }
     if (!matcher(ip)) throw gatewayError('IP_NOT_ALLOWED')
   })
-}, { name: 'ip-allowlist' })
+}, { name: 'ip-allowlist', fastify: '5.x' })

@@ -70,4 +70,4 @@ export default fp(async (app) => {
     },
     bytesOf: (message) => message === deliveringMessage ? deliveringBytes : undefined
   } satisfies Messages)
-}, { name: 'messages', dependencies: ['authorize', 'rate-limit', 'io'] })
+}, { name: 'messages', fastify: '5.x', dependencies: ['authorize', 'rate-limit', 'io'] })

@@ -87,4 +87,4 @@ export default fp(async (app) => {
     if (!allowed(req.ip)) throw gatewayError('FORBIDDEN', '/metrics is not served to this address')
     return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
-}, { name: 'metrics', dependencies: ['config'] })
+}, { name: 'metrics', fastify: '5.x', dependencies: ['config'] })

@@ -153,4 +153,4 @@ export default fp(async (app) => {
   const timer = setInterval(() => { policies.reload().catch(() => {}) }, RELOAD_INTERVAL_MS)
   timer.unref()
   app.addHook('onClose', async () => { clearInterval(timer) })
-}, { name: 'policies', dependencies: ['db', 'store'] })
+}, { name: 'policies', fastify: '5.x', dependencies: ['db', 'store'] })

@@ -30,4 +30,4 @@ export default fp(async (app) => {
   }
   app.decorate('store', store)
   app.decorate('redisStore', redisStore)
-}, { name: 'store', dependencies: ['config'] })
+}, { name: 'store', fastify: '5.x', dependencies: ['config'] })

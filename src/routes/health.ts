@@ -31,4 +31,4 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
   })
 }
 
-export default fp(healthRoutes, { name: 'health-routes', dependencies: ['db', 'store'] })
+export default fp(healthRoutes, { name: 'health-routes', fastify: '5.x', dependencies: ['db', 'store'] })
