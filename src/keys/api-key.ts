@@ -28,9 +28,14 @@ export function newSecret (): { secret: string, secretHash: Buffer } {
   return { secret, secretHash: hashSecret(secret) }
 }
 
+/** The one key format of SPEC §3: `spk_<keyId>_<secret>`. */
+export function formatApiKey (id: string, secret: string): string {
+  return `${KEY_PREFIX}${id}_${secret}`
+}
+
 export function generateApiKey (id: string = randomUUID()): GeneratedApiKey {
   const { secret, secretHash } = newSecret()
-  return { id, secret, secretHash, apiKey: `${KEY_PREFIX}${id}_${secret}` }
+  return { id, secret, secretHash, apiKey: formatApiKey(id, secret) }
 }
 
 /** Splits a presented key; undefined when it cannot be one of ours. */

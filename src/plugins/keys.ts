@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { Sql } from 'postgres'
 import { withDeadline } from '../deadline.js'
 import { gatewayError } from '../errors.js'
-import { generateApiKey, KEY_ID_PATTERN, newSecret } from '../keys/api-key.js'
+import { formatApiKey, generateApiKey, KEY_ID_PATTERN, newSecret } from '../keys/api-key.js'
 import { pageNewestFirst } from '../lists/cursor.js'
 import { KEYS_ROTATED, type RotationNotice } from '../keys/rotation.js'
 import type { ApiKeyRecord, KeyPatch, NewKeyInput, Page, Scope } from '../keys/types.js'
@@ -167,7 +167,7 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
       if (record === undefined) return undefined
       const notice: RotationNotice = { keyId: id, generation: record.secretGeneration, graceUntil: record.previousExpiresAt?.getTime() ?? null }
       await store.publish(KEYS_ROTATED, JSON.stringify(notice)).catch(() => {})
-      return { record, apiKey: `spk_${id}_${secret}` }
+      return { record, apiKey: formatApiKey(id, secret) }
     },
 
     async findForAuth (id) {

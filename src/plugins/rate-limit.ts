@@ -32,11 +32,18 @@ type Callback = (err: Error | null, result?: { current: number, ttl: number }) =
 /** @fastify/rate-limit's store contract over our SharedStore, so both count in one place. */
 function sharedStoreClass (store: SharedStore): FastifyRateLimitStoreCtor {
   return class SharedRateLimitStore implements FastifyRateLimitStore {
+    constructor (_options?: unknown, private readonly scope = 'rl:') {}
+
     incr (key: string, cb: Callback, windowMs: number): void {
-      store.hit(`rl:${key}`, windowMs).then((r) => { cb(null, { current: r.count, ttl: r.resetInMs }) }, (err: Error) => { cb(err) })
+      store.hit(`${this.scope}${key}`, windowMs).then((r) => { cb(null, { current: r.count, ttl: r.resetInMs }) }, (err: Error) => { cb(err) })
     }
 
-    child (): SharedRateLimitStore { return this }
+    /** A route with a limit of its own counts in a bucket of its own, whatever its key generator. */
+    child (options: Parameters<FastifyRateLimitStore['child']>[0]): SharedRateLimitStore {
+      // At run time the plugin passes the merged limit options, the route under `routeInfo`.
+      const { method, url } = (options as { routeInfo?: { method?: string | string[], url?: string } }).routeInfo ?? {}
+      return new SharedRateLimitStore(undefined, `rl:${String(method)} ${url ?? ''}:`)
+    }
   }
 }
 
