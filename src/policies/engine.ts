@@ -228,7 +228,10 @@ function buildIndex(sources: readonly PatternSource[], depth: number, words: num
   }
 }
 
-function compileActionIndex(rules: readonly PolicyRule[], action: PolicyAction, parsed: (pattern: string) => ParsedPattern): ActionIndex {
+function compileActionIndex(
+  rules: readonly PolicyRule[], action: PolicyAction, parsed: (pattern: string) => ParsedPattern,
+  namespaceIndex?: PatternIndex,
+): ActionIndex {
   const own = rules.filter((rule) => rule.actions.includes(action))
   const words = Math.ceil(own.length / WORD_BITS)
   const deny = emptyBits(words)
@@ -251,7 +254,7 @@ function compileActionIndex(rules: readonly PolicyRule[], action: PolicyAction, 
     words,
     deny: Object.freeze(deny),
     allow: Object.freeze(allow),
-    namespace: buildIndex(namespaces, 0, words),
+    namespace: namespaceIndex ?? buildIndex(namespaces, 0, words),
     // A rule with an empty list matches no room; it still needs an (empty) index to say so.
     rooms: scoped && own.some((r) => r.rooms !== undefined) ? buildIndex(rooms, 0, words) : null,
     events: scoped && own.some((r) => r.events !== undefined) ? buildIndex(events, 0, words) : null,
@@ -273,10 +276,13 @@ export function compilePolicy(doc: { rules: readonly PolicyRule[] }): CompiledPo
     if (p === undefined) { p = parsePattern(pattern); cache.set(pattern, p) }
     return p
   }
+  // Most rules list subscribe and publish together (and often connect): the same rules, numbered alike, share one index.
+  const sameRules = (a: PolicyAction, b: PolicyAction): boolean => doc.rules.every((r) => r.actions.includes(a) === r.actions.includes(b))
+  const subscribe = compileActionIndex(doc.rules, 'subscribe', parsed)
   return Object.freeze({
-    connect: compileActionIndex(doc.rules, 'connect', parsed),
-    subscribe: compileActionIndex(doc.rules, 'subscribe', parsed),
-    publish: compileActionIndex(doc.rules, 'publish', parsed),
+    connect: compileActionIndex(doc.rules, 'connect', parsed, sameRules('connect', 'subscribe') ? subscribe.namespace : undefined),
+    subscribe,
+    publish: sameRules('publish', 'subscribe') ? subscribe : compileActionIndex(doc.rules, 'publish', parsed),
   })
 }
 

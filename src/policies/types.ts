@@ -46,16 +46,18 @@ export const PolicyRuleSchema = Type.Object(
 export const PolicyRulesSchema = Type.Array(PolicyRuleSchema, { maxItems: 200 })
 
 /**
- * The most pattern characters (namespaces, rooms and events of all rules) a
- * policy may hold. Hundreds of rules with short patterns fit many times over
- * (200 rules of 10 patterns of 30 characters is 60,000); the schema alone would
- * allow 200 × 200 × 256 (over 10 million), which takes seconds to compile.
- * Checks cost about the same at any size (the engine indexes the patterns).
+ * The most pattern characters (namespaces, rooms and events of all rules, as
+ * written) a policy may hold. Hundreds of rules with short patterns fit many
+ * times over (200 rules of 10 patterns of 30 characters is 60,000), as does any
+ * policy sent within the default 64 KB BODY_LIMIT; the schema alone allows
+ * 200 × 200 × 256, over 10 million. Checks hardly grow with a policy's size
+ * (the engine indexes it); compiling does, on every instance at every change
+ * and reload: this keeps it to a few milliseconds (bench/policy.ts).
  */
 export const MAX_POLICY_PATTERN_CHARS = 65_536
 
 /** The size `MAX_POLICY_PATTERN_CHARS` bounds: every pattern's length, summed over the rules. */
-export function policyPatternChars (rules: readonly PolicyRule[]): number {
+export function policyPatternChars(rules: readonly PolicyRule[]): number {
   let total = 0
   for (const rule of rules) {
     total += rule.namespace.length
@@ -66,7 +68,7 @@ export function policyPatternChars (rules: readonly PolicyRule[]): number {
 }
 
 /** Why a policy is too big to accept, or undefined when it fits. */
-export function policySizeRefusal (rules: readonly PolicyRule[]): string | undefined {
+export function policySizeRefusal(rules: readonly PolicyRule[]): string | undefined {
   const chars = policyPatternChars(rules)
   if (chars <= MAX_POLICY_PATTERN_CHARS) return undefined
   return `body/rules: a policy may hold at most ${MAX_POLICY_PATTERN_CHARS.toLocaleString('en')} pattern characters ` +
