@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { Socket } from 'socket.io-client'
 import { adminHeaders, buildApp, buildFrom, connect, connected, createKey, createPolicy, isolatedEnv, listen, mintToken, sleep } from '../helper.js'
+import { disconnection, nextEvent } from '../support/sockets.js'
 
 const everything = [{ effect: 'allow', namespace: '*', actions: ['connect', 'subscribe', 'publish'] }]
 
@@ -62,8 +63,9 @@ t.test('narrowing a key\'s allowlist or expiring it closes its live sockets', as
   const first = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, one.apiKey) } })
   const second = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, two.apiKey) } })
   await Promise.all([connected(first), connected(second)])
-  const reasons = [first, second].map(async (s: Socket) => await new Promise<string>((resolve) => s.once('gateway:error', (e: { code: string }) => resolve(e.code))))
-  const gone = [first, second].map(async (s: Socket) => await new Promise<void>((resolve) => s.once('disconnect', () => resolve())))
+  // Bounded waits (WAIT_MS), so that a change that never reaches the sockets fails here instead of hanging the file.
+  const reasons = [first, second].map(async (s: Socket) => (await nextEvent<{ code: string }>(s, 'gateway:error')).code)
+  const gone = [first, second].map(async (s: Socket) => await disconnection(s))
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/keys/${one.id}`, headers: adminHeaders, payload: { allowedIps: ['10.0.0.0/8'] } })).statusCode, 200)
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/keys/${two.id}`, headers: adminHeaders, payload: { expiresAt: new Date(Date.now() - 1000).toISOString() } })).statusCode, 200)
   t.same(await Promise.all(reasons), ['IP_NOT_ALLOWED', 'KEY_EXPIRED'])
@@ -97,7 +99,30 @@ t.test('a recovering client with a bad token gets none of the messages it missed
   t.equal(await refused, 'UNAUTHORIZED')
   member.close()
   await sleep(100)
+  t.ok(frames.some((f) => f.includes('UNAUTHORIZED')), 'the capture saw the wire: the refusal is among its frames')
   t.notOk(frames.some((f) => f.includes('missed')), `nothing the session missed reached a client that failed the gate (${frames.length} frames)`)
+})
+
+t.test('a recovering client with a good token does get the messages it missed (the test above can fail)', async (t) => {
+  const env = await isolatedEnv(t)
+  delete env.REDIS_URL
+  const app = await buildFrom(t, env)
+  const { apiKey } = await createKey(app, { policyId: await createPolicy(app, everything) })
+  const url = await listen(app)
+  const member = connect(t, `${url}/chat`, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 50, auth: { token: await mintToken(app, apiKey) } })
+  const sender = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, apiKey) } })
+  await Promise.all([connected(member), connected(sender)])
+  await member.emitWithAck('join', { room: 'secret' })
+  const first = new Promise((resolve) => member.once('message', resolve))
+  await sender.emitWithAck('message', { room: 'secret', data: 'before' })
+  await first
+  const missed = new Promise<{ data: string }>((resolve) => member.on('message', (m: { data: string }) => { if (m.data === 'missed') resolve(m) }))
+  const back = new Promise<boolean>((resolve) => member.once('connect', () => resolve(member.recovered)))
+  member.io.engine.close()
+  await sleep(20)
+  await sender.emitWithAck('message', { room: 'secret', data: 'missed' })
+  t.equal(await back, true, 'the session was recovered')
+  t.equal((await missed).data, 'missed', 'and what it missed was delivered')
 })
 
 t.test('a handshake\'s client address follows TRUST_PROXY, for the allowlist as for HTTP', async (t) => {
