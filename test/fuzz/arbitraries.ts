@@ -213,6 +213,33 @@ const eventArgs = fc.oneof(
 /** `42<nsp>,<id>[...]`: an EVENT, the packet every message and command arrives in. */
 const eventPacket = fc.tuple(eventNamespace, ackId, eventArgs).map(([nsp, id, args]) => `42${nsp},${id}${args}`)
 
+/**
+ * Data the gateway accepts and relays (at most SOCKET_MAX_DEPTH = 32 deep,
+ * under SOCKET_MAX_PAYLOAD) that is hostile all the same: the relay, the
+ * encoder and the adapter see it, not only the validation.
+ */
+export const legalData: fc.Arbitrary<string> = fc.oneof(
+  { weight: 6, arbitrary: fc.json({ maxDepth: 4 }) },
+  { weight: 4, arbitrary: fc.tuple(fc.integer({ min: 1, max: 32 }), fc.constantFrom('array' as const, 'object' as const, 'mixed' as const, 'proto' as const), fc.constantFrom(...JSON_LEAVES)).map(([d, shape, leaf]) => nestedJson(d, shape, leaf)) },
+  { weight: 2, arbitrary: fc.tuple(fc.integer({ min: 1, max: 3000 }), fc.constantFrom(...JSON_LEAVES)).map(([n, leaf]) => `[${Array.from({ length: n }, () => leaf).join(',')}]`) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 1500 }).map((n) => `{${Array.from({ length: n }, (_, i) => `"k${i}":${i}`).join(',')}}`) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 300 }).map((n) => `[${Array.from({ length: n }, (_, i) => nestedJson(1 + (i % 31), 'array')).join(',')}]`) },
+  { weight: 2, arbitrary: fc.constantFrom(...PROTO_JSON, ...NUMBER_JSON, ...STRING_JSON) },
+  { weight: 1, arbitrary: fc.oneof(fc.integer({ min: 1000, max: 60_000 }), fc.constant(65_000)).map((n) => JSON.stringify('\u00e9'.repeat(Math.floor(n / 2)))) },
+  { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 200 }).map((t) => JSON.stringify(t)) }
+)
+const legalRoom = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('lobby', 'bystanders', 'room:1', 'fuzz-probe', 'r'.repeat(256), '__proto__', 'constructor', 'room:\u0000', 'hasOwnProperty') },
+  { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 60 }).filter((r) => !r.startsWith('user:') && !r.startsWith('key:')) }
+)
+const legalEvent = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('message', 'typing', '__proto__', 'constructor', 'toString', 'then', 'e'.repeat(128), 'join ', 'Join', 'auth', 'gateway') },
+  { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }) }
+)
+/** A relay the gateway should pass: `42<nsp>,<id>["<event>",{"room":…,"data":…}]` with legal but hostile parts. */
+const relayPacket = fc.tuple(eventNamespace, ackId, legalEvent, legalRoom, legalData)
+  .map(([nsp, id, event, room, data]) => `42${nsp},${id}[${JSON.stringify(event)},{"room":${JSON.stringify(room)},"data":${data}}]`)
+
 // A placeholder for attachment `num`, with the nums socket.io-parser must refuse.
 const placeholder = fc.oneof(
   { weight: 4, arbitrary: fc.nat({ max: 3 }).map((n) => `{"_placeholder":true,"num":${n}}`) },
@@ -277,6 +304,7 @@ const invalidUtf8 = fc.oneof(
 // Weighted towards packets the gateway reads itself: an input the parser refuses closes the connection,
 // and each new connection costs a handshake, a token check and an audit row, several times a packet's cost.
 const socketInput: fc.Arbitrary<SocketInput> = fc.oneof(
+  { weight: 15, arbitrary: relayPacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/relay', frames: [{ text }] })) },
   { weight: 30, arbitrary: eventPacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/event', frames: [{ text }] })) },
   { weight: 3, arbitrary: binaryEventFrames.map((frames): SocketInput => ({ kind: 'socket', tag: 'socket/binary-event', frames })) },
   { weight: 4, arbitrary: otherPacket.map((text): SocketInput => ({ kind: 'socket', tag: 'socket/packet', frames: [{ text }] })) },
@@ -294,6 +322,7 @@ const oversizedInput = fc.integer({ min: 900_000, max: 1_100_000 })
 
 /** The CONNECT packet's auth payload: missing, garbage, non-string and deep tokens, proto keys. */
 const authJson = fc.oneof(
+  { weight: 2, arbitrary: legalData.map((extra) => `{"token":"${MARK.token}","x":${extra}}`) },
   { weight: 3, arbitrary: tokenJson.map((token) => `{"token":${token}}`) },
   { weight: 2, arbitrary: jsonText },
   { weight: 1, arbitrary: fc.constantFrom('', '{}', 'null', '[]', '"token"', '1', `{"__proto__":{"token":"${MARK.token}"}}`, `{"token":"${MARK.token}","__proto__":{"admin":true}}`, `{"constructor":{"prototype":{"token":"${MARK.token}"}}}`, `{"token":["${MARK.token}"]}`) },
@@ -402,7 +431,20 @@ const extraHeaders = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom<Array<[string, string]>>([['bad header', 'x']], [['x-nul', 'a\u0000b']], [['', 'x']], [['x-cr', 'a\rb']], [['content-length', '5']], [['host', '']], [['transfer-encoding', 'gzip']]) }
 )
 
-const restRoute = fc.oneof(
+// Requests the gateway should accept, with hostile parts inside: the publish and token paths past validation.
+const legalPublish = fc.tuple(fc.constantFrom('/chat', '/chat', '/notification', '/system', '/error'), legalRoom, legalEvent, legalData)
+  .map(([namespace, room, event, data]) => `{"namespace":"${namespace}","room":${JSON.stringify(room)},"event":${JSON.stringify(event)},"data":${data}}`)
+const legalToken = someEntries({
+  sub: fc.oneof(fc.constantFrom('"alice"', '"__proto__"', '"constructor"', `"${'s'.repeat(200)}"`, '"user:x"', '"a,b"'), fc.string({ minLength: 1, maxLength: 40 }).map((t) => JSON.stringify(t))),
+  ttl: fc.integer({ min: 1, max: 86_400 }).map(String),
+  namespaces: fc.subarray(['/chat', '/notification', '/system', '/error'], { minLength: 1 }).map((n) => JSON.stringify(n))
+}, false).map(objectText)
+
+interface Route { tag: string, method: string, path: string, body: string | Uint8Array, legal?: boolean }
+
+const restRoute: fc.Arbitrary<Route> = fc.oneof(
+  { weight: 4, arbitrary: legalPublish.map((body) => ({ tag: 'rest/publish-legal', method: 'POST', path: '/v1/publish', body, legal: true })) },
+  { weight: 2, arbitrary: legalToken.map((body) => ({ tag: 'rest/auth-token-legal', method: 'POST', path: '/auth/token', body, legal: true })) },
   { weight: 4, arbitrary: rawBody(tokenBody.map(objectText)).map((body) => ({ tag: 'rest/auth-token', method: 'POST', path: '/auth/token', body })) },
   { weight: 5, arbitrary: rawBody(publishBody.map(objectText)).map((body) => ({ tag: 'rest/publish', method: 'POST', path: '/v1/publish', body })) },
   { weight: 2, arbitrary: rawBody(keyBody.map(objectText)).map((body) => ({ tag: 'rest/keys', method: 'POST', path: '/v1/keys', body })) },
@@ -413,16 +455,21 @@ const restRoute = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('GET', 'PROPFIND', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT', 'G\u00e9T'), fc.constantFrom('/', '/health/live', '/docs/json', '/metrics', '/v1/%', '/%00', '/socket.io/', '/v1/keys/' + 'k'.repeat(2000), '//v1//keys', '/.well-known/jwks.json')).map(([method, path]) => ({ tag: 'rest/other', method, path, body: '' })) }
 )
 
-const restInput: fc.Arbitrary<RestInput> = fc.tuple(restRoute, credentialHeader, fc.constantFrom(...CONTENT_TYPES), extraHeaders, fc.constantFrom('length', 'length', 'length', 'chunked', 'length-and-chunked') as fc.Arbitrary<RestInput['framing']>)
-  .map(([route, credentials, contentType, extra, framing]) => ({
-    kind: 'rest',
-    tag: route.tag,
-    method: route.method,
-    path: route.path,
-    headers: [...credentials, ...(contentType === '' ? [] : [['content-type', contentType] as [string, string]]), ...extra],
-    body: route.body,
-    framing
-  }))
+// The fuzzing key has scopes publish and token:delegate: a legal request is made with it, or a token of it.
+const legalCredential = fc.constantFrom<Array<[string, string]>>([['x-api-key', MARK.apiKey]], [['authorization', `Bearer ${MARK.token}`]])
+
+const restInput: fc.Arbitrary<RestInput> = fc.tuple(restRoute, credentialHeader, legalCredential, fc.constantFrom(...CONTENT_TYPES), extraHeaders, fc.constantFrom('length', 'length', 'length', 'chunked', 'length-and-chunked') as fc.Arbitrary<RestInput['framing']>)
+  .map(([route, credentials, legal, contentType, extra, framing]): RestInput => route.legal === true
+    ? { kind: 'rest', tag: route.tag, method: route.method, path: route.path, headers: [...legal, ['content-type', 'application/json']], body: route.body, framing: 'length' }
+    : {
+        kind: 'rest',
+        tag: route.tag,
+        method: route.method,
+        path: route.path,
+        headers: [...credentials, ...(contentType === '' ? [] : [['content-type', contentType] as [string, string]]), ...extra],
+        body: route.body,
+        framing
+      })
 
 // ---------------------------------------------------------------- all together
 

@@ -187,7 +187,15 @@ export class RawHttpClient {
   constructor (private readonly port: number) {}
 
   async send (request: Buffer, timeoutMs: number): Promise<RawAnswer> {
-    const socket = this.socket ?? this.dial()
+    const reused = this.socket !== undefined
+    const answer = await this.sendOn(this.socket ?? this.dial(), request, timeoutMs)
+    // A kept-alive connection the server was closing (after refusing the request before) takes a
+    // request it never reads: that one goes again on a new connection, as HTTP clients do.
+    if (answer === 'closed' && reused) return await this.sendOn(this.dial(), request, timeoutMs)
+    return answer
+  }
+
+  private async sendOn (socket: TcpSocket, request: Buffer, timeoutMs: number): Promise<RawAnswer> {
     return await new Promise((resolve) => {
       const timer = setTimeout(() => { this.reset(); finish('timeout') }, timeoutMs)
       const finish = (answer: RawAnswer): void => { clearTimeout(timer); this.pending = undefined; resolve(answer) }
