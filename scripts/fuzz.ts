@@ -10,7 +10,7 @@
 import { randomInt } from 'node:crypto'
 import type { Stores } from '../test/fuzz/gateway.js'
 import { fuzz } from '../test/fuzz/harness.js'
-import { writeResults } from '../test/fuzz/report.js'
+import { replayCommand, writeResults } from '../test/fuzz/report.js'
 
 const env = process.env
 const inputs = Number(env.FUZZ_RUNS ?? 1_000_000)
@@ -24,7 +24,7 @@ if (!Number.isSafeInteger(inputs) || inputs < 1 || !Number.isSafeInteger(seed) |
   process.exit(2)
 }
 console.log(`fuzz: seed ${seed}${path === undefined ? `, ${inputs} inputs` : `, replaying path ${path}`}, batches of up to ${maxBatch}, gateway on stores: ${stores}`)
-console.log(`fuzz: replay with FUZZ_SEED=${seed} FUZZ_RUNS=${inputs} make fuzz`)
+console.log(`fuzz: the same run again: FUZZ_SEED=${seed} FUZZ_RUNS=${inputs} FUZZ_BATCH=${maxBatch}${stores === 'embedded' ? '' : ` FUZZ_STORES=${stores}`} make fuzz`)
 
 const teardowns: Array<() => unknown> = []
 const t = { teardown: (fn: () => unknown) => { teardowns.push(fn) } }
@@ -66,7 +66,7 @@ await writeResults(out, result, `Fuzzing campaign, seed ${result.seed}`)
 const seconds = result.durationMs / 1000
 console.log(`fuzz: ${result.inputs} inputs in ${seconds.toFixed(0)} s (${Math.round(result.inputs / seconds)} inputs/s), ${result.findings.length} finding(s); seed ${result.seed}`)
 for (const finding of result.findings) {
-  console.log(`fuzz: ${finding.kind}: ${finding.signature} (seen ${finding.count} time(s))${finding.path === undefined ? '' : `; replay: FUZZ_SEED=${finding.seed} FUZZ_PATH=${finding.path} make fuzz`}`)
+  console.log(`fuzz: ${finding.kind}: ${finding.signature} (seen ${finding.count} time(s))${finding.path === undefined ? '' : `; replay: ${replayCommand(result, finding.path)}`}`)
 }
 console.log(`fuzz: results in ${out}/latest.md and ${out}/latest.json`)
 await stop(result.findings.length === 0 ? 0 : 1)

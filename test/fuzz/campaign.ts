@@ -48,6 +48,8 @@ export interface GatewayLink {
 
 export interface CampaignResult {
   seed: number
+  /** The batch size bound: with the seed, what a replay needs (FUZZ_BATCH). */
+  maxBatch: number
   /** What the gateway stored its state in (filled in by the gateway's side). */
   stores?: string
   inputs: number
@@ -196,6 +198,7 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
 
   return {
     seed: options.seed,
+    maxBatch: options.maxBatch,
     inputs,
     batches,
     durationMs: Date.now() - started,

@@ -9,6 +9,11 @@ export function compact (text: string, max = 300): string {
   return folded.length <= max ? folded : `${folded.slice(0, max)}… (+${folded.length - max} chars)`
 }
 
+/** The command that replays one path of a result's seed (same batches: same seed, batch bound and stores). */
+export function replayCommand (result: Pick<CampaignResult, 'seed' | 'maxBatch' | 'stores'>, path: string): string {
+  return `FUZZ_SEED=${result.seed} FUZZ_BATCH=${result.maxBatch} FUZZ_PATH=${path}${result.stores !== undefined && result.stores !== 'embedded' ? ` FUZZ_STORES=${result.stores}` : ''} make fuzz`
+}
+
 const frameText = (frame: Frame): string => 'text' in frame
   ? JSON.stringify(compact(frame.text))
   : `${frame.asText === true ? 'text frame of bytes' : 'binary'} ${compact(Buffer.from(frame.bytes).toString('hex'), 120)} (${frame.bytes.length} bytes)`
@@ -37,9 +42,9 @@ const STORES: Record<string, string> = {
 
 const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`
 
-function findingSection (finding: Finding): string[] {
+function findingSection (finding: Finding, result: CampaignResult): string[] {
   const lines = [`### ${finding.kind}: ${finding.signature}`, '', `- seen ${finding.count} time(s); ${finding.message.split('\n')[0]}`]
-  if (finding.path !== undefined) lines.push(`- replay: \`FUZZ_SEED=${finding.seed} FUZZ_PATH=${finding.path} make fuzz\``)
+  if (finding.path !== undefined) lines.push(`- replay: \`${replayCommand(result, finding.path)}\``)
   if (finding.counterexample !== undefined) {
     lines.push(`- shrunk to ${finding.counterexample.length} input(s):`)
     for (const input of finding.counterexample) lines.push(`  - ${input.tag}: ${describeInput(input)}`)
@@ -62,7 +67,7 @@ export function resultMarkdown (result: CampaignResult, title: string): string {
     '',
     '## Findings',
     '',
-    ...(result.findings.length === 0 ? ['None: no crash, hang, 5xx, error log line, echoing refusal, bystander failure or memory growth past the bound.', ''] : result.findings.flatMap(findingSection)),
+    ...(result.findings.length === 0 ? ['None: no crash, hang, 5xx, error log line, echoing refusal, bystander failure or memory growth past the bound.', ''] : result.findings.flatMap((finding) => findingSection(finding, result))),
     '## Inputs per kind, and what the gateway did with them',
     '',
     '| input | sent | outcomes |',

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { fuzz } from './harness.js'
-import { describeInput } from './report.js'
+import { describeInput, replayCommand } from './report.js'
 
 // A bounded sample of `make fuzz` (issue 12): a few thousand hostile frames, handshakes, polling bodies and
 // HTTP requests against a real gateway with real clients beside them. The inputs follow from the seed alone;
@@ -9,12 +9,12 @@ const seed = Number(process.env.FUZZ_SEED ?? 1_203_2026)
 const inputs = Number(process.env.FUZZ_SAMPLE_INPUTS ?? 3000)
 
 t.test('hostile inputs neither stop the gateway, nor stall its other clients, nor grow its heap', async (t) => {
-  t.comment(`fuzz sample: seed ${seed}, ${inputs} inputs (FUZZ_SEED=${seed} FUZZ_RUNS=${inputs} make fuzz replays it)`)
+  t.comment(`fuzz sample: seed ${seed}, ${inputs} inputs (FUZZ_SEED=${seed} FUZZ_RUNS=${inputs} FUZZ_BATCH=100 make fuzz sends the same)`)
   const result = await fuzz(t, { seed, inputs, maxBatch: 100, stopAtFirstFinding: true, memoryBoundBytes: 64 * 2 ** 20, memorySettleMs: 20_000 })
   t.comment(`${result.inputs} inputs in ${(result.durationMs / 1000).toFixed(1)} s; bystander round trips ${result.roundTrips.count}, max ${result.roundTrips.maxMs.toFixed(0)} ms`)
   for (const finding of result.findings) {
     t.comment(`${finding.kind}: ${finding.message.split('\n').slice(0, 6).join('\n')}`)
-    if (finding.path !== undefined) t.comment(`replay: FUZZ_SEED=${finding.seed} FUZZ_PATH=${finding.path} make fuzz`)
+    if (finding.path !== undefined) t.comment(`replay: ${replayCommand(result, finding.path)}`)
     for (const input of finding.counterexample ?? []) t.comment(`  ${input.tag}: ${describeInput(input)}`)
   }
   t.same(result.findings.map((f) => f.signature), [], 'no crash, hang, 5xx, error line, echoing refusal, bystander failure or heap growth')
