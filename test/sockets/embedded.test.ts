@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildApp, listen } from '../helper.js'
-import { connectAs, disconnection, eventsWithin, keyWithPolicy, nextEvent, recordEvents, revokeKey, ROOMY_LIMITS, tokenFor } from '../support/sockets.js'
+import { connectAs, disconnection, eventsWithin, keyWithPolicy, nextEvent, recordEvents, revokeKey, ROOMY_LIMITS, tokenFor, WAIT_MS } from '../support/sockets.js'
 
 const CHAT_RULES = [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms: ['lobby'] }]
 
@@ -11,11 +11,11 @@ t.test('on the embedded stores (PGlite, in-process adapter) sockets relay, refus
   const url = await listen(app)
   const alice = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'alice'))
   const bob = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'bob'))
-  for (const socket of [alice, bob]) t.same(await socket.timeout(2000).emitWithAck('join', { room: 'lobby' }), { ok: true })
+  for (const socket of [alice, bob]) t.same(await socket.timeout(WAIT_MS).emitWithAck('join', { room: 'lobby' }), { ok: true })
 
   const received = nextEvent(bob, 'message')
   const echo = recordEvents(alice, 'message')
-  const sent = await alice.timeout(2000).emitWithAck('message', { room: 'lobby', data: { text: 'hi' } })
+  const sent = await alice.timeout(WAIT_MS).emitWithAck('message', { room: 'lobby', data: { text: 'hi' } })
   t.same(Object.keys(sent).sort(), ['id', 'ok'])
   const message = await received
   const { ts, ...rest } = message
@@ -25,7 +25,7 @@ t.test('on the embedded stores (PGlite, in-process adapter) sockets relay, refus
   t.same(echo.stop(), [], 'not to the sender')
 
   const quiet = eventsWithin(bob, 200)
-  const refused = await alice.timeout(2000).emitWithAck('message', { room: 'elsewhere', data: 1 })
+  const refused = await alice.timeout(WAIT_MS).emitWithAck('message', { room: 'elsewhere', data: 1 })
   t.same([refused.ok, refused.error?.code], [false, 'FORBIDDEN'])
   t.same(await quiet, [])
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { Socket } from 'socket.io-client'
 import { adminHeaders, buildApp, connect, connected, listen } from '../helper.js'
-import { ack, connectAs, eventsWithin, keyWithPolicy, nextEvent, tokenFor } from '../support/sockets.js'
+import { ack, connectAs, eventsWithin, keyWithPolicy, nextEvent, tokenFor, WAIT_MS } from '../support/sockets.js'
 
 const everything = [{ effect: 'allow', namespace: '*', actions: ['connect', 'subscribe', 'publish'] }]
 
@@ -21,7 +21,7 @@ async function rawEmitWithAck (socket: Socket, namespace: string, packetJson: st
   const engine = socket.io.engine as unknown as { write: (data: string) => void, on: (e: string, l: (p: { data?: unknown }) => void) => void, off: (e: string, l: (p: { data?: unknown }) => void) => void }
   const prefix = `3${namespace},${id}`
   return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { engine.off('packet', listener); reject(new Error(`no ack ${id} within 2 s`)) }, 2000)
+    const timer = setTimeout(() => { engine.off('packet', listener); reject(new Error(`no ack ${id} within ${WAIT_MS} ms`)) }, WAIT_MS)
     const listener = (packet: { data?: unknown }): void => {
       if (typeof packet.data !== 'string' || !packet.data.startsWith(prefix)) return
       clearTimeout(timer)
@@ -149,8 +149,8 @@ t.test('packets sent together are each measured: a large one does not pass on a 
   await connected(polling)
   // Emitted in one tick, they travel in one polling body, and are decoded together.
   const [large, small] = await Promise.all([
-    polling.timeout(2000).emitWithAck('message', { room: 'lobby', data: 'x'.repeat(5000) }),
-    polling.timeout(2000).emitWithAck('message', { room: 'lobby', data: 'y' })
+    polling.timeout(WAIT_MS).emitWithAck('message', { room: 'lobby', data: 'x'.repeat(5000) }),
+    polling.timeout(WAIT_MS).emitWithAck('message', { room: 'lobby', data: 'y' })
   ])
   t.equal(large.error?.code, 'PAYLOAD_TOO_LARGE', 'the large one is refused')
   t.equal(small.ok, true, 'the small one passes')

@@ -93,7 +93,7 @@ t.test('revoking a key disconnects its live sockets within a second and counts t
   t.same(await gone, ['io server disconnect', 'io server disconnect'])
   const reason = await told
   t.same([reason.code, reason.event], ['KEY_REVOKED', 'disconnect'], 'the socket is told why before it is closed')
-  t.ok(Date.now() - started < 1000, 'within a second')
+  t.ok(Date.now() - started < 1000, `within a second (${Date.now() - started} ms)`)
   t.ok(survivor.connected, 'another key\'s socket stays')
   const again = await revokeKey(app, doomed.id)
   t.same([again.revokedAt, again.disconnected], [body.revokedAt, 0], 'idempotent')
@@ -122,7 +122,7 @@ t.test('a policy change applies to live sockets within a second', async (t) => {
   do {
     refusal = await ack(alice, 'message', { room: 'lobby', data: 'still?' })
   } while (refusal.ok === true && Date.now() - started < 1000)
-  t.equal(refusal.error?.code, 'FORBIDDEN', 'publishing to the removed room is refused within a second')
+  t.equal(refusal.error?.code, 'FORBIDDEN', `publishing to the removed room is refused within a second (${Date.now() - started} ms)`)
   t.equal(await dropped, 'io server disconnect', 'a namespace the policy no longer allows is closed')
   t.same([(await why).code, (await why).event], ['FORBIDDEN', 'connect'], 'and told why')
 
@@ -154,7 +154,7 @@ t.test('moving a key to another policy, or changing its publish limit, applies t
   do {
     response = await ack(alice, 'message', { room: 'lobby', data: 'x' })
   } while (response.ok === true && Date.now() - started < 1000)
-  t.equal(response.error?.code, 'FORBIDDEN', 'the new policy applies within a second')
+  t.equal(response.error?.code, 'FORBIDDEN', `the new policy applies within a second (${Date.now() - started} ms)`)
   t.equal((await ack(alice, 'message', { room: 'room:1', data: 1 })).ok, true, 'what it allows is allowed')
   t.equal((await ack(alice, 'message', { room: 'room:1', data: 2 })).error?.code, 'RATE_LIMITED', 'the new publish limit applies')
 })

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { buildApp, connect, connected, listen } from '../helper.js'
 import { collectAlerts } from '../support/auth.js'
-import { connectAs, disconnection, eventually, eventsWithin, handshakeOutcome, keyWithPolicy, nextEvent, recordEvents, ROOMY_LIMITS, tokenFor, ack } from '../support/sockets.js'
+import { connectAs, disconnection, eventually, eventsWithin, handshakeOutcome, keyWithPolicy, nextEvent, recordEvents, ROOMY_LIMITS, tokenFor, ack, WAIT_MS } from '../support/sockets.js'
 
 /** The senders' policy: the example of SPEC §3, plus the /error namespace. */
 const SENDER_RULES = [
@@ -193,6 +193,8 @@ t.test('/error hears of a rate limit once per window, and of a flood disconnect'
   const gone = disconnection(alice, 1500)
   for (let i = 0; i < 30 && alice.connected; i++) alice.emit('message', { room: 'lobby', data: i })
   await gone
+  // Until both notices arrived (polled: later on a loaded machine), then a while longer for a third to show.
+  await eventually(() => notices.received.length >= 2, WAIT_MS, 'two notices on /error').catch(() => {})
   await eventsWithin(aliceErrors, 200)
   t.same(notices.stop().map((n) => [n.code, n.event, n.namespace]), [
     ['RATE_LIMITED', 'message', '/chat'],
@@ -257,6 +259,7 @@ t.test('a socket that keeps sending past its limit gets gateway:error RATE_LIMIT
   t.ok((await gone).includes('server'), 'disconnected by the server')
   const codes = errors.stop().map((e) => e.code)
   t.ok(codes.length > 0 && codes.every((c) => c === 'RATE_LIMITED'), `gateway:error RATE_LIMITED before the disconnect (${codes.join(',')})`)
+  await eventually(() => received.received.length >= 5, WAIT_MS, 'the five packets within the limit').catch(() => {})
   await eventsWithin(bob, 100)
   t.same(received.stop().map((m) => m.data), [0, 1, 2, 3, 4], 'only the packets within the limit were delivered')
   t.ok(bob.connected, 'the others keep their connection')
@@ -268,7 +271,7 @@ t.test('a socket that keeps sending past its limit gets gateway:error RATE_LIMIT
   const goneAgain = disconnection(again, 1500)
   for (let i = 0; i < 30 && again.connected; i++) again.emit('message', { room: 'lobby', data: i })
   await goneAgain
-  await eventually(() => alerts.length > 0, 1000, 'an alert')
+  await eventually(() => alerts.length > 0, WAIT_MS, 'an alert')
   t.same(alerts.map((a) => [a.kind, a.ip]), [['ip_blocked', '127.0.0.1']], 'the address is blocked after the second flood')
   t.equal(await handshakeOutcome(t, `${url}/chat`, { auth: { token: later } }), 'TEMPORARILY_BLOCKED')
 })

@@ -2,6 +2,7 @@ import t from 'tap'
 import type { Socket } from 'socket.io-client'
 import type { FastifyInstance } from 'fastify'
 import { adminHeaders, buildFrom, connect, connected, createKey, createPolicy, listen, mintToken, sleep, isolatedEnv } from '../helper.js'
+import { eventually, WAIT_MS } from '../support/sockets.js'
 
 const chatRules = (rooms: string[]): unknown[] => [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms }]
 
@@ -52,10 +53,13 @@ t.test('a recovered session is authenticated again and keeps only the rooms its 
   t.equal(await cutAndReconnect(member), 'recovered')
   await sleep(100)
   const got: string[] = []
-  member.on('message', (m: { room: string }) => got.push(m.room))
+  let lastSeen = false
+  member.on('message', (m: { room: string, data: unknown }) => { if (m.data === 'last') lastSeen = true; else got.push(m.room) })
   await sender.emitWithAck('message', { room: 'lobby', data: 1 })
   t.equal((await sender.emitWithAck('message', { room: 'room:a', data: 2 })).ok, true)
-  await sleep(200)
+  // One more to lobby: a client gets its messages in order, so once this one is in, room:a's would be too.
+  await sender.emitWithAck('message', { room: 'lobby', data: 'last' })
+  await eventually(() => lastSeen, WAIT_MS, 'the last message').catch(() => {})
   t.same(got, ['lobby'], 'room:a was left on recovery; lobby kept')
 })
 
