@@ -234,4 +234,4 @@ export default fp(async (app) => {
     clearInterval(timer)
     await keys.flushLastUsed()
   })
-}, { name: 'keys', dependencies: ['db', 'store'] })
+}, { name: 'keys', fastify: '5.x', dependencies: ['db', 'store'] })

@@ -96,4 +96,4 @@ export default fp(async (app) => {
       throw gatewayError('RATE_LIMITED', undefined, result.resetInMs / 1000)
     }
   })
-}, { name: 'rate-limit', dependencies: ['store', 'metrics', 'audit'] })
+}, { name: 'rate-limit', fastify: '5.x', dependencies: ['store', 'metrics', 'audit'] })
