@@ -122,7 +122,7 @@ interface ParsedPattern {
 /** A pattern of rule number `rule` (within its action). */
 interface PatternSource { readonly pattern: ParsedPattern, readonly rule: number }
 
-function parsePattern(pattern: string): ParsedPattern {
+function parsePattern (pattern: string): ParsedPattern {
   const prefix = pattern.endsWith('*')
   const body = prefix ? pattern.slice(0, -1) : pattern
   if (!body.includes('${')) return { pieces: [body], claims: NONE, prefix }
@@ -138,7 +138,7 @@ function parsePattern(pattern: string): ParsedPattern {
   return { pieces, claims, prefix }
 }
 
-function aboveAll(text: string): string | null {
+function aboveAll (text: string): string | null {
   let end = text.length
   while (end > 0 && text.charCodeAt(end - 1) === 0xffff) end--
   if (end === 0) return null
@@ -147,7 +147,7 @@ function aboveAll(text: string): string | null {
 
 const emptyBits = (words: number): number[] => new Array<number>(words).fill(0)
 
-function addRule(bits: number[], rule: number): void {
+function addRule (bits: number[], rule: number): void {
   bits[Math.floor(rule / WORD_BITS)]! |= 1 << (rule % WORD_BITS)
 }
 
@@ -159,7 +159,7 @@ interface EntryDraft {
 }
 
 /** Indexes `sources` by their piece number `depth` (the part after `depth` claims). */
-function buildIndex(sources: readonly PatternSource[], depth: number, words: number): PatternIndex {
+function buildIndex (sources: readonly PatternSource[], depth: number, words: number): PatternIndex {
   const drafts = new Map<string, EntryDraft>()
   for (const source of sources) {
     const { pieces, claims, prefix } = source.pattern
@@ -228,9 +228,9 @@ function buildIndex(sources: readonly PatternSource[], depth: number, words: num
   }
 }
 
-function compileActionIndex(
+function compileActionIndex (
   rules: readonly PolicyRule[], action: PolicyAction, parsed: (pattern: string) => ParsedPattern,
-  namespaceIndex?: PatternIndex,
+  namespaceIndex?: PatternIndex
 ): ActionIndex {
   const own = rules.filter((rule) => rule.actions.includes(action))
   const words = Math.ceil(own.length / WORD_BITS)
@@ -269,7 +269,7 @@ function compileActionIndex(
  * (its inner arrays are left unfrozen only because frozen ones are slower to
  * read; the engine never writes them, and nothing outside it can name them).
  */
-export function compilePolicy(doc: { rules: readonly PolicyRule[] }): CompiledPolicy {
+export function compilePolicy (doc: { rules: readonly PolicyRule[] }): CompiledPolicy {
   const cache = new Map<string, ParsedPattern>()
   const parsed = (pattern: string): ParsedPattern => {
     let p = cache.get(pattern)
@@ -291,7 +291,7 @@ export const DENY_ALL: CompiledPolicy = compilePolicy({ rules: [] })
 
 // ---- checking ----
 
-function orInto(out: Int32Array, at: number, bits: RuleBits): void {
+function orInto (out: Int32Array, at: number, bits: RuleBits): void {
   for (let w = 0; w < bits.length; w++) out[at + w]! |= bits[w]!
 }
 
@@ -299,7 +299,7 @@ function orInto(out: Int32Array, at: number, bits: RuleBits): void {
  * ORs into `out[at…]` the rules with a pattern of `index` matching all of
  * `value` (a top-level index: native string comparisons, which are fast).
  */
-function matchValue(index: PatternIndex, subject: PolicySubject, value: string, out: Int32Array, at: number): void {
+function matchValue (index: PatternIndex, subject: PolicySubject, value: string, out: Int32Array, at: number): void {
   const { texts, entries } = index
   let lo = 0
   let hi = texts.length - 1
@@ -326,7 +326,7 @@ function matchValue(index: PatternIndex, subject: PolicySubject, value: string, 
  * The first of `chain` (texts ≤ value, each a prefix of the one before) that
  * is a prefix of `value`; the rest are too. chain.length when none is.
  */
-function longestPrefixOf(entries: readonly IndexEntry[], chain: readonly number[], value: string): number {
+function longestPrefixOf (entries: readonly IndexEntry[], chain: readonly number[], value: string): number {
   let first = 0
   let last = chain.length
   while (first < last) {
@@ -343,17 +343,17 @@ function longestPrefixOf(entries: readonly IndexEntry[], chain: readonly number[
  * remainder after it. The claim's occurrences are found by native search, so
  * a long run of heads ('a', 'aa', 'aaa'…) costs no more than one.
  */
-function matchHeads(
+function matchHeads (
   index: PatternIndex, heads: readonly number[], first: number,
-  subject: PolicySubject, value: string, pos: number, out: Int32Array, at: number,
+  subject: PolicySubject, value: string, pos: number, out: Int32Array, at: number
 ): void {
   if (index.subHeads) matchAfterClaim(index.entries, heads, first, CLAIM_SUB, subject, value, pos, out, at)
   if (index.keyIdHeads) matchAfterClaim(index.entries, heads, first, CLAIM_KEY_ID, subject, value, pos, out, at)
 }
 
-function matchAfterClaim(
+function matchAfterClaim (
   entries: readonly IndexEntry[], heads: readonly number[], first: number, kind: number,
-  subject: PolicySubject, value: string, pos: number, out: Int32Array, at: number,
+  subject: PolicySubject, value: string, pos: number, out: Int32Array, at: number
 ): void {
   const claim = kind === CLAIM_SUB ? subject.sub : subject.keyId
   const end = pos + entries[heads[first]!]!.text.length
@@ -379,7 +379,7 @@ function matchAfterClaim(
  * binary search starting past what both bounds already share with the
  * remainder (at least the prefix all texts share).
  */
-function matchFrom(index: PatternIndex, subject: PolicySubject, value: string, pos: number, out: Int32Array, at: number): void {
+function matchFrom (index: PatternIndex, subject: PolicySubject, value: string, pos: number, out: Int32Array, at: number): void {
   const { texts, entries, shared } = index
   const rest = value.length - pos
   if (shared.length > rest) return
@@ -418,7 +418,7 @@ function matchFrom(index: PatternIndex, subject: PolicySubject, value: string, p
 }
 
 /** The first of `chain` (each text a prefix of the one before) no longer than `length`. */
-function longestWithin(entries: readonly IndexEntry[], chain: readonly number[], length: number): number {
+function longestWithin (entries: readonly IndexEntry[], chain: readonly number[], length: number): number {
   let first = 0
   let last = chain.length
   while (first < last) {
@@ -429,7 +429,7 @@ function longestWithin(entries: readonly IndexEntry[], chain: readonly number[],
 }
 
 // A switch, not policy[action]: an unchecked action string must not reach Object.prototype.
-function actionIndex(policy: CompiledPolicy, action: PolicyAction): ActionIndex | undefined {
+function actionIndex (policy: CompiledPolicy, action: PolicyAction): ActionIndex | undefined {
   switch (action) {
     case 'connect': return policy.connect
     case 'subscribe': return policy.subscribe
@@ -442,9 +442,9 @@ function actionIndex(policy: CompiledPolicy, action: PolicyAction): ActionIndex 
  * Whether `subject` may perform `action` on `namespace` (and `room` / `event`
  * when the operation has them). Default deny; any matching deny rule wins.
  */
-export function can(
+export function can (
   policy: CompiledPolicy, subject: PolicySubject, action: PolicyAction,
-  namespace: string, room?: string, event?: string,
+  namespace: string, room?: string, event?: string
 ): boolean {
   const index = actionIndex(policy, action)
   if (index === undefined || index.words === 0) return false
@@ -464,14 +464,14 @@ export function can(
   return allowed !== 0
 }
 
-function anyBit(scratch: Int32Array, words: number): boolean {
+function anyBit (scratch: Int32Array, words: number): boolean {
   let bits = 0
   for (let w = 0; w < words; w++) bits |= scratch[w]!
   return bits !== 0
 }
 
 /** Keeps, of the rules matching so far, those whose list of this dimension matches `value` (or who have none); false when none is left. */
-function narrow(index: ActionIndex, patterns: PatternIndex, unrestricted: RuleBits, subject: PolicySubject, value: string): boolean {
+function narrow (index: ActionIndex, patterns: PatternIndex, unrestricted: RuleBits, subject: PolicySubject, value: string): boolean {
   const { words, scratch } = index
   let restricted = 0
   for (let w = 0; w < words; w++) {

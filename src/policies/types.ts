@@ -40,7 +40,7 @@ export const PolicyRuleSchema = Type.Object(
     events: Type.Optional(Type.Array(PatternSchema, { minItems: 1, maxItems: 100 })),
     rooms: Type.Optional(Type.Array(PatternSchema, { minItems: 1, maxItems: 100 })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false }
 )
 
 export const PolicyRulesSchema = Type.Array(PolicyRuleSchema, { maxItems: 200 })
@@ -57,7 +57,7 @@ export const PolicyRulesSchema = Type.Array(PolicyRuleSchema, { maxItems: 200 })
 export const MAX_POLICY_PATTERN_CHARS = 65_536
 
 /** The size `MAX_POLICY_PATTERN_CHARS` bounds: every pattern's length, summed over the rules. */
-export function policyPatternChars(rules: readonly PolicyRule[]): number {
+export function policyPatternChars (rules: readonly PolicyRule[]): number {
   let total = 0
   for (const rule of rules) {
     total += rule.namespace.length
@@ -68,7 +68,7 @@ export function policyPatternChars(rules: readonly PolicyRule[]): number {
 }
 
 /** Why a policy is too big to accept, or undefined when it fits. */
-export function policySizeRefusal(rules: readonly PolicyRule[]): string | undefined {
+export function policySizeRefusal (rules: readonly PolicyRule[]): string | undefined {
   const chars = policyPatternChars(rules)
   if (chars <= MAX_POLICY_PATTERN_CHARS) return undefined
   return `body/rules: a policy may hold at most ${MAX_POLICY_PATTERN_CHARS.toLocaleString('en')} pattern characters ` +
