@@ -46,7 +46,7 @@ const unit = fc.constantFrom('a', 'a', 'a', 'b', 'b', ':', '*', '$', '{', '}', '
 const literal = fc.oneof(
   { weight: 4, arbitrary: fc.array(unit, { maxLength: 4 }).map((u) => u.join('')) },
   // Long runs of one letter: prefixes of prefixes, and long shared prefixes.
-  { weight: 2, arbitrary: fc.tuple(fc.constantFrom('a', 'b'), fc.nat({ max: 24 }), fc.array(unit, { maxLength: 2 })).map(([c, n, tail]) => c.repeat(n) + tail.join('')) },
+  { weight: 2, arbitrary: fc.tuple(fc.constantFrom('a', 'b'), fc.nat({ max: 24 }), fc.array(unit, { maxLength: 2 })).map(([c, n, tail]) => c.repeat(n) + tail.join('')) }
 )
 const claim = fc.constantFrom('${sub}', '${keyId}', '${sub}', '${jti}')
 const pattern = fc.oneof(
@@ -56,7 +56,7 @@ const pattern = fc.oneof(
     weight: 4,
     arbitrary: fc.tuple(literal, fc.array(fc.tuple(claim, literal), { minLength: 1, maxLength: 3 }), fc.boolean())
       .map(([head, rest, star]) => head + rest.map(([c, l]) => c + l).join('') + (star ? '*' : '')),
-  },
+  }
 )
 // Claims made of the same units, so they can equal, extend or contain the literals around them.
 const subject: fc.Arbitrary<PolicySubject> = fc.record({
@@ -95,7 +95,7 @@ const policy: fc.Arbitrary<PolicyRule[]> = fc.oneof(
   fc.array(rule(fc.oneof(sameHead, sameHead, pattern)), { maxLength: 16 }),
   fc.array(rule(fc.oneof(pattern, chained)), { maxLength: 12 }),
   // More than 30 rules: the rule sets span several words.
-  fc.array(rule(fc.oneof(pattern, chained, stackedHeads)), { minLength: 29, maxLength: 70 }),
+  fc.array(rule(fc.oneof(pattern, chained, stackedHeads)), { minLength: 29, maxLength: 70 })
 )
 
 /** Values near the policy's own patterns: substituted, then cut, extended or changed by one unit. */

@@ -13,10 +13,14 @@ const alice: PolicySubject = { sub: 'alice', keyId: 'key-1' }
 const chatUser: PolicyDocument = {
   name: 'chat-user',
   rules: [
-    { effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'],
-      events: ['message', 'typing'], rooms: ['lobby', 'room:*', 'user:${sub}'] },
-    { effect: 'allow', namespace: '/notification', actions: ['connect', 'subscribe'],
-      rooms: ['user:${sub}'] },
+    {
+      effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'],
+      events: ['message', 'typing'], rooms: ['lobby', 'room:*', 'user:${sub}']
+    },
+    {
+      effect: 'allow', namespace: '/notification', actions: ['connect', 'subscribe'],
+      rooms: ['user:${sub}']
+    },
     { effect: 'deny', namespace: '/chat', actions: ['publish'], rooms: ['room:readonly*'] },
   ],
 }
@@ -90,12 +94,14 @@ t.test('pattern kinds', async (t) => {
 })
 
 t.test('namespace patterns', async (t) => {
-  const p = compilePolicy({ rules: [
-    { effect: 'allow', namespace: '/chat', actions: ['connect'] },
-    { effect: 'allow', namespace: '/team-*', actions: ['connect'] },
-    { effect: 'allow', namespace: '*', actions: ['subscribe'] },
-    { effect: 'allow', namespace: '/u/${sub}', actions: ['publish'] },
-  ] })
+  const p = compilePolicy({
+    rules: [
+      { effect: 'allow', namespace: '/chat', actions: ['connect'] },
+      { effect: 'allow', namespace: '/team-*', actions: ['connect'] },
+      { effect: 'allow', namespace: '*', actions: ['subscribe'] },
+      { effect: 'allow', namespace: '/u/${sub}', actions: ['publish'] },
+    ]
+  })
   t.ok(can(p, alice, 'connect', '/chat'))
   t.notOk(can(p, alice, 'connect', '/chat2'))
   t.notOk(can(p, alice, 'connect', '/'))
@@ -151,10 +157,12 @@ t.test('events restriction', async (t) => {
   t.notOk(can(p, alice, 'publish', '/c', 'r', 'sys'))
   t.ok(can(p, alice, 'subscribe', '/c', 'r'), 'events are not considered when no event is given')
 
-  const deny = compilePolicy({ rules: [
-    { effect: 'allow', namespace: '*', actions: ['subscribe', 'publish'] },
-    { effect: 'deny', namespace: '*', actions: ['subscribe', 'publish'], events: ['secret'], rooms: ['vault'] },
-  ] })
+  const deny = compilePolicy({
+    rules: [
+      { effect: 'allow', namespace: '*', actions: ['subscribe', 'publish'] },
+      { effect: 'deny', namespace: '*', actions: ['subscribe', 'publish'], events: ['secret'], rooms: ['vault'] },
+    ]
+  })
   t.notOk(can(deny, alice, 'subscribe', '/c', 'vault'), 'event-restricted deny still applies to subscribe')
   t.ok(can(deny, alice, 'subscribe', '/c', 'hall'), 'but only on its rooms')
   t.notOk(can(deny, alice, 'publish', '/c', 'vault', 'secret'))
@@ -163,11 +171,13 @@ t.test('events restriction', async (t) => {
 })
 
 t.test('connect ignores rooms and events', async (t) => {
-  const p = compilePolicy({ rules: [
-    { effect: 'allow', namespace: '/a', actions: ['connect'], rooms: ['only'], events: ['only'] },
-    { effect: 'allow', namespace: '/b', actions: ['connect'] },
-    { effect: 'deny', namespace: '/b', actions: ['connect'], rooms: ['x'], events: ['y'] },
-  ] })
+  const p = compilePolicy({
+    rules: [
+      { effect: 'allow', namespace: '/a', actions: ['connect'], rooms: ['only'], events: ['only'] },
+      { effect: 'allow', namespace: '/b', actions: ['connect'] },
+      { effect: 'deny', namespace: '/b', actions: ['connect'], rooms: ['x'], events: ['y'] },
+    ]
+  })
   t.ok(can(p, alice, 'connect', '/a'))
   t.ok(can(p, alice, 'connect', '/a', 'other', 'other'), 'room/event passed to connect are ignored')
   t.notOk(can(p, alice, 'connect', '/b'), 'a connect deny refuses the namespace whatever its rooms')
@@ -215,7 +225,7 @@ t.test('schemas', async (t) => {
 const ACTIONS: PolicyAction[] = ['connect', 'subscribe', 'publish']
 
 /** Substitute-then-compare reading of SPEC §3, written independently of the engine. */
-function refMatch(pattern: string, s: PolicySubject, value: string): boolean {
+function refMatch (pattern: string, s: PolicySubject, value: string): boolean {
   if (pattern === '*') return true
   const isPrefix = pattern.endsWith('*')
   const body = (isPrefix ? pattern.slice(0, -1) : pattern)
@@ -223,7 +233,7 @@ function refMatch(pattern: string, s: PolicySubject, value: string): boolean {
   return isPrefix ? value.startsWith(body) : value === body
 }
 
-function refRuleMatches(r: PolicyRule, s: PolicySubject, a: PolicyAction, ns: string, room?: string, event?: string) {
+function refRuleMatches (r: PolicyRule, s: PolicySubject, a: PolicyAction, ns: string, room?: string, event?: string) {
   if (!r.actions.includes(a) || !refMatch(r.namespace, s, ns)) return false
   if (a === 'connect') return true
   if (r.rooms && room !== undefined && !r.rooms.some((p) => refMatch(p, s, room))) return false
@@ -238,7 +248,7 @@ const patternArb = fc.oneof(
   value,
   value.map((v) => v + '*'),
   fc.tuple(value, fc.constantFrom('${sub}', '${keyId}'), value, fc.boolean())
-    .map(([a, tpl, b, star]) => a + tpl + b + (star ? '*' : '')),
+    .map(([a, tpl, b, star]) => a + tpl + b + (star ? '*' : ''))
 )
 const nsArb = fc.constantFrom('/chat', '/c', '/notification', '/')
 const nsPatternArb = fc.oneof(nsArb, fc.constant('*'), fc.constant('/c*'), fc.constant('/${sub}'))
@@ -314,7 +324,7 @@ t.test('property: a matching deny rule always wins', async (t) => {
       }
       rules.splice(at % (rules.length + 1), 0, deny)
       return !can(compilePolicy({ rules }), q.subject, q.action, q.namespace, q.room, q.event)
-    },
+    }
   ), { numRuns: 5000 })
   t.pass('deny always wins, wherever it sits in the list')
 })
