@@ -77,10 +77,14 @@ function timeCompile (c: Case): number {
 const specExample: Case = {
   name: 'SPEC §3 example',
   rules: [
-    { effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'],
-      events: ['message', 'typing'], rooms: ['lobby', 'room:*', 'user:${sub}'] },
-    { effect: 'allow', namespace: '/notification', actions: ['connect', 'subscribe'],
-      rooms: ['user:${sub}'] },
+    {
+      effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'],
+      events: ['message', 'typing'], rooms: ['lobby', 'room:*', 'user:${sub}']
+    },
+    {
+      effect: 'allow', namespace: '/notification', actions: ['connect', 'subscribe'],
+      rooms: ['user:${sub}']
+    },
     { effect: 'deny', namespace: '/chat', actions: ['publish'], rooms: ['room:readonly*'] },
   ],
   subject,
@@ -171,12 +175,12 @@ const chained: Case = {
   name: 'nested prefixes (c*, cc*, … 255 deep)',
   rules: filled(
     (i, deny) => i < 255 ? `${'c'.repeat(i + 1)}${deny ? 'x' : ''}*` : undefined,
-    (i, deny) => i < 127 ? `${'e'.repeat(i + 1)}${deny ? 'x' : ''}*` : undefined,
+    (i, deny) => i < 127 ? `${'e'.repeat(i + 1)}${deny ? 'x' : ''}*` : undefined
   ),
   subject,
   queries: queriesFor(
     flat(['c'.repeat(254) + 'd', 'c'.repeat(128) + 'd', 'c'.repeat(255), 'd', 'c'.repeat(256)]),
-    flat(['e'.repeat(126) + 'f', 'e'.repeat(64) + 'f', 'e'.repeat(127), 'f']),
+    flat(['e'.repeat(126) + 'f', 'e'.repeat(64) + 'f', 'e'.repeat(127), 'f'])
   ),
 }
 
@@ -187,12 +191,12 @@ const templates: Case = {
   name: 'templates: one head, 120-char shared remainders',
   rules: filled(
     (i, deny) => i % 5 === 4 ? `${T}\${keyId}${X}${tag(i * 7 + (deny ? 3 : 0), 6)}*` : `${T}\${sub}${X}${tag(i * 7 + (deny ? 3 : 0), 6)}`,
-    (i, deny) => `${E.slice(0, 40)}\${sub}:\${keyId}${X.slice(0, 30)}${tag(i * 7 + (deny ? 3 : 0), 6)}`,
+    (i, deny) => `${E.slice(0, 40)}\${sub}:\${keyId}${X.slice(0, 30)}${tag(i * 7 + (deny ? 3 : 0), 6)}`
   ),
   subject,
   queries: queriesFor(
     nearMisses(`${T}${subject.sub}${X}${tag(350, 6)}`, 8).concat(nearMisses(`${T}${subject.keyId}${X}${tag(351, 6)}`, 4)),
-    nearMisses(`${E.slice(0, 40)}${subject.sub}:${subject.keyId}${X.slice(0, 30)}${tag(350, 6)}`, 8),
+    nearMisses(`${E.slice(0, 40)}${subject.sub}:${subject.keyId}${X.slice(0, 30)}${tag(350, 6)}`, 8)
   ),
 }
 
@@ -201,12 +205,12 @@ const stackedHeads: Case = {
   name: 'templates: 200 heads in a row (a${sub}, aa${sub}, …)',
   rules: filled(
     (i, deny) => i < 200 ? `${'a'.repeat(i + 1)}\${sub}${deny ? 'x' : ''}:${tag(i, 3)}` : undefined,
-    (i, deny) => i < 200 ? `${'b'.repeat((i % 100) + 1)}\${sub}${deny ? 'x' : ''}*` : undefined,
+    (i, deny) => i < 200 ? `${'b'.repeat((i % 100) + 1)}\${sub}${deny ? 'x' : ''}*` : undefined
   ),
   subject,
   queries: queriesFor(
     flat(['a'.repeat(200) + 'z', `${'a'.repeat(150)}${subject.sub}:${tag(149, 3)}`, `${'a'.repeat(150)}${subject.sub}:${tag(148, 3)}`, `${'a'.repeat(20)}${subject.sub.repeat(30)}`]),
-    flat(['b'.repeat(100) + 'z', `${'b'.repeat(60)}${subject.sub}!`, `${'b'.repeat(60)}${subject.sub.slice(0, -1)}`]),
+    flat(['b'.repeat(100) + 'z', `${'b'.repeat(60)}${subject.sub}!`, `${'b'.repeat(60)}${subject.sub.slice(0, -1)}`])
   ),
 }
 
@@ -215,12 +219,12 @@ const manyShort: Case = {
   name: 'thousands of short patterns',
   rules: filled(
     (i, deny) => `room:${tag(i * 13 + (deny ? 5 : 0), 3)}${i % 2 === 0 ? '*' : ''}`,
-    (i, deny) => `ev:${tag(i * 13 + (deny ? 5 : 0), 3)}${i % 2 === 0 ? '*' : ''}`,
+    (i, deny) => `ev:${tag(i * 13 + (deny ? 5 : 0), 3)}${i % 2 === 0 ? '*' : ''}`
   ),
   subject,
   queries: queriesFor(
     flat(Array.from({ length: 16 }, (_, i) => `room:${tag(i * 997 + 5, 3)}x`)),
-    flat(Array.from({ length: 16 }, (_, i) => `ev:${tag(i * 991 + 7, 3)}`)),
+    flat(Array.from({ length: 16 }, (_, i) => `ev:${tag(i * 991 + 7, 3)}`))
   ),
 }
 
