@@ -68,8 +68,11 @@ async function joined (url: string, sub: string, app: FastifyInstance): Promise<
   return socket
 }
 
-/** Sends one message from `from` and resolves true when `to` receives that very message within `ms`. */
-async function relays (from: ClientSocket, to: ClientSocket, ms = 500): Promise<boolean> {
+/**
+ * Sends one message from `from` and resolves true when `to` receives that very message within `ms`
+ * (by default a wait a loaded machine cannot miss: it ends as soon as the message is in).
+ */
+async function relays (from: ClientSocket, to: ClientSocket, ms = 5000): Promise<boolean> {
   const marker = randomBytes(6).toString('hex')
   const arrived = new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => { to.off('message', listener); resolve(false) }, ms)

@@ -17,7 +17,7 @@ t.test('/health/ready is 503 naming Redis when Redis is unreachable', { skip: !r
   app.redisStore?.client.disconnect(false)
   const started = Date.now()
   const ready = await app.inject('/health/ready')
-  t.ok(Date.now() - started < 2000, 'answers within the check timeout')
+  t.ok(Date.now() - started < 2000, `answers within the check timeout (${Date.now() - started} ms)`)
   t.equal(ready.statusCode, 503)
   t.same(ready.json(), { status: 'fail', checks: { postgres: 'ok', redis: 'fail' } })
 })
