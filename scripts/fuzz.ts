@@ -46,6 +46,8 @@ const result = await fuzz(t, {
   maxBatch,
   path,
   memoryBoundBytes: 64 * 2 ** 20,
+  // The baseline after 150 s of traffic: two minutes of recovery buffers are full by then, and the adapter has swept once.
+  warmUpMs: 150_000,
   // Connection-state recovery keeps a disconnected session's packets for 2 minutes: a heap over the bound gets that long to come back.
   memorySettleMs: 150_000,
   memoryEveryMs: 30_000,

@@ -27,7 +27,17 @@ export interface Finding {
   counterexample?: FuzzInput[]
 }
 
-export interface MemoryReport { baselineBytes: number, lastBytes: number, peakBytes: number, boundBytes: number, checks: number }
+export interface MemoryReport {
+  baselineBytes: number
+  lastBytes: number
+  peakBytes: number
+  boundBytes: number
+  checks: number
+  /** Checks that found the heap over the bound and waited for it to come back (it did, unless there is a finding). */
+  settles: number
+  /** When the baseline was taken, after the start. */
+  warmUpMs: number
+}
 
 /** What sends the inputs (FuzzDriver in lanes.ts). */
 export interface BatchRunner {
@@ -78,6 +88,12 @@ export interface CampaignOptions {
   path?: string
   /** End at the first finding (the sample); a campaign records it and goes on. */
   stopAtFirstFinding?: boolean
+  /**
+   * The heap baseline is taken after this long (and at least two batches):
+   * the gateway's bounded buffers (connection-state recovery keeps two minutes
+   * of packets) are full by then, and belong to its working set.
+   */
+  warmUpMs?: number
   /** Heap after gc may exceed the warm-up baseline by this much. */
   memoryBoundBytes?: number
   /** Over the bound, wait this long for the heap to come back before calling it a finding (recovery buffers age out). */
@@ -99,7 +115,7 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
   const runBatch = async (batch: FuzzInput[]): Promise<Problem[]> => [...await driver.runBatch(batch), ...await gateway.check()]
   const memoryBoundBytes = options.memoryBoundBytes ?? 64 * 1024 * 1024
   const findings = new Map<string, Finding>()
-  const memory: MemoryReport = { baselineBytes: 0, lastBytes: 0, peakBytes: 0, boundBytes: memoryBoundBytes, checks: 0 }
+  const memory: MemoryReport = { baselineBytes: 0, lastBytes: 0, peakBytes: 0, boundBytes: memoryBoundBytes, checks: 0, settles: 0, warmUpMs: 0 }
   let inputs = 0
   let batches = 0
   let shrinkInputs = 0
@@ -115,6 +131,7 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
     memory.checks++
     memory.peakBytes = Math.max(memory.peakBytes, heap)
     const deadline = Date.now() + (settle ? options.memorySettleMs ?? 0 : 0)
+    if (heap > memory.baselineBytes + memoryBoundBytes && Date.now() < deadline) memory.settles++
     while (heap > memory.baselineBytes + memoryBoundBytes && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 5000))
       heap = await gateway.heap()
@@ -142,13 +159,17 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
     const problems = await runBatch(batch)
     inputs += batch.length
     batches++
-    if (batches === 2) memory.baselineBytes = await gateway.heap()
+    if (memory.baselineBytes === 0 && batches >= 2 && Date.now() - started >= (options.warmUpMs ?? 0)) {
+      memory.baselineBytes = await gateway.heap()
+      memory.warmUpMs = Date.now() - started
+      lastMemoryCheck = Date.now()
+    }
     const now = Date.now()
     if (options.onProgress !== undefined && now - lastProgress >= (options.progressEveryMs ?? 5000)) {
       lastProgress = now
       options.onProgress({ inputs, target: options.inputs, elapsedMs: now - started, findings: findings.size, heapBytes: process.memoryUsage().heapUsed })
     }
-    if (batches > 2 && now - lastMemoryCheck >= (options.memoryEveryMs ?? 30_000)) {
+    if (memory.baselineBytes > 0 && now - lastMemoryCheck >= (options.memoryEveryMs ?? 30_000)) {
       await checkMemory(true)
       lastMemoryCheck = Date.now()
     }

@@ -62,7 +62,7 @@ export function resultMarkdown (result: CampaignResult, title: string): string {
     `- seed ${result.seed}; ${result.inputs} inputs in ${result.batches} batches, ${seconds.toFixed(0)} s (${Math.round(result.inputs / seconds)} inputs/s); ${result.shrinkInputs} more while shrinking`,
     `- gateway in-process on ${STORES[result.stores ?? ''] ?? result.stores ?? '?'}; connections opened by the fuzzer: ${Object.entries(result.sessions).map(([k, n]) => `${k} ${n}`).join(', ')}`,
     `- bystander round trips: ${result.roundTrips.count}, mean ${result.roundTrips.meanMs.toFixed(1)} ms, max ${result.roundTrips.maxMs.toFixed(0)} ms`,
-    `- heap after gc: baseline ${mb(result.memory.baselineBytes)}, last ${mb(result.memory.lastBytes)}, peak ${mb(result.memory.peakBytes)} (bound +${mb(result.memory.boundBytes)}, ${result.memory.checks} checks)`,
+    `- heap after gc: baseline ${mb(result.memory.baselineBytes)} (taken after ${(result.memory.warmUpMs / 1000).toFixed(0)} s), last ${mb(result.memory.lastBytes)}, peak ${mb(result.memory.peakBytes)}; bound +${mb(result.memory.boundBytes)}; ${result.memory.checks} checks, ${result.memory.settles} of them over the bound until the heap came back`,
     `- findings: ${result.findings.length === 0 ? 'none' : result.findings.length}`,
     '',
     '## Findings',
