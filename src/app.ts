@@ -130,11 +130,6 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   // Every JSON body is bounded in depth before any handler or serialiser recurses over it (SPEC §2).
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(config.maxJsonDepth))
-  // A declared body over BODY_LIMIT is refused before anything else, credentials included (SPEC §2).
-  app.addHook('onRequest', async (req) => {
-    const declared = req.headers['content-length']
-    if (declared !== undefined && Number(declared) > config.bodyLimit) throw gatewayError('PAYLOAD_TOO_LARGE', `Bodies are limited to ${config.bodyLimit} bytes`)
-  })
 
   app.addSchema(ErrorResponse)
   void app.register(configPlugin, { config })
