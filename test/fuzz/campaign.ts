@@ -122,6 +122,8 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
   let shrinking: { signature: string, runs: number } | undefined
   // Runs of the current fc.check that were not shrinking: where the next check starts.
   let mainRuns = 0
+  // Other new problems of the batch that failed first: a run that stops there lists them too (unshrunk).
+  let besides: Problem[] = []
   let lastProgress = started
   let lastMemoryCheck = started
   const budget = options.shrinkRuns ?? 300
@@ -174,10 +176,12 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
       lastMemoryCheck = Date.now()
     }
     let fresh: Problem | undefined
+    besides = []
     for (const problem of problems) {
       const known = findings.get(problem.signature)
       if (known !== undefined) known.count++
-      else fresh ??= problem
+      else if (fresh === undefined) fresh = problem
+      else if (problem.signature !== fresh.signature && !besides.some((p) => p.signature === problem.signature)) besides.push(problem)
     }
     if (fresh !== undefined) {
       shrinking = { signature: fresh.signature, runs: 0 }
@@ -204,7 +208,12 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
         counterexample
       })
       shrinking = undefined
-      if (options.stopAtFirstFinding === true || options.path !== undefined) break
+      if (options.stopAtFirstFinding === true || options.path !== undefined) {
+        for (const other of besides) {
+          findings.set(other.signature, { kind: other.kind, signature: other.signature, message: `${other.message}\n(seen in the same batch; not shrunk)`, count: 1, seed: options.seed, path: details.counterexamplePath?.split(':')[0], counterexample: other.input === undefined ? undefined : [other.input] })
+        }
+        break
+      }
       nextRun = Number((details.counterexamplePath ?? String(nextRun)).split(':')[0]) + 1
     } else if (details.failed) {
       // Not a finding: an error of the harness itself, which must not pass for a clean run.
