@@ -24,7 +24,7 @@ if (!Number.isSafeInteger(inputs) || inputs < 1 || !Number.isSafeInteger(seed) |
   process.exit(2)
 }
 console.log(`fuzz: seed ${seed}${path === undefined ? `, ${inputs} inputs` : `, replaying path ${path}`}, batches of up to ${maxBatch}, gateway on stores: ${stores}`)
-console.log(`fuzz: the same run again: FUZZ_SEED=${seed} FUZZ_RUNS=${inputs} FUZZ_BATCH=${maxBatch}${stores === 'embedded' ? '' : ` FUZZ_STORES=${stores}`} make fuzz`)
+if (path === undefined) console.log(`fuzz: the same run again: FUZZ_SEED=${seed} FUZZ_RUNS=${inputs} FUZZ_BATCH=${maxBatch}${stores === 'embedded' ? '' : ` FUZZ_STORES=${stores}`} make fuzz`)
 
 const teardowns: Array<() => unknown> = []
 const t = { teardown: (fn: () => unknown) => { teardowns.push(fn) } }

@@ -157,6 +157,8 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
       if (same !== undefined) throw new ProblemShown(same)
       return
     }
+    // A replayed path runs its one batch; fast-check then walks that batch's shrink candidates, which are skipped.
+    if (options.path !== undefined && mainRuns > 0) return
     mainRuns++
     const problems = await runBatch(batch)
     inputs += batch.length
@@ -193,8 +195,10 @@ export async function runCampaign (driver: BatchRunner, gateway: GatewayLink, op
   while (inputs < options.inputs || options.path !== undefined) {
     mainRuns = 0
     // About enough runs to reach the target; the loop goes round again if batches came out short.
-    const numRuns = Math.max(1, Math.ceil((options.inputs - inputs) / (options.maxBatch / 2)))
-    const details = await fc.check(property, { seed: options.seed, path: options.path ?? String(nextRun), numRuns, examples: [[MUST_SEND]] })
+    const numRuns = options.path !== undefined ? 1 : Math.max(1, Math.ceil((options.inputs - inputs) / (options.maxBatch / 2)))
+    // Replaying, the skipped candidates are cut short by a time limit (a shrink after a failure too).
+    const replay = options.path !== undefined ? { interruptAfterTimeLimit: 10_000, markInterruptAsFailure: false } : {}
+    const details = await fc.check(property, { seed: options.seed, path: options.path ?? String(nextRun), numRuns, examples: [[MUST_SEND]], ...replay })
     if (details.failed && details.errorInstance instanceof ProblemShown) {
       const { problem } = details.errorInstance
       const counterexample = await minimise(runBatch, details.counterexample?.[0] ?? [], problem.signature, () => { shrinkInputs++ })
