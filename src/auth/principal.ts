@@ -1,4 +1,4 @@
-import { gatewayError } from '../errors.js'
+import { gatewayError, type GatewayError } from '../errors.js'
 import type { KeyRateLimit, Scope } from '../keys/types.js'
 
 /**
@@ -28,6 +28,12 @@ export interface Principal {
 export const ROOT_KEY_ID = 'root'
 
 /** The token's namespace down-scope (`ns`): one rule for handshakes, refreshes and HTTP publish. */
+export function namespaceRefusal (principal: Pick<Principal, 'ns'>, namespace: string): GatewayError | undefined {
+  return principal.ns !== undefined && !principal.ns.includes(namespace) ? gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`) : undefined
+}
+
+/** The same rule where a refusal is thrown (an authentication's authorize step). */
 export function assertNamespaceAllowed (principal: Pick<Principal, 'ns'>, namespace: string): void {
-  if (principal.ns !== undefined && !principal.ns.includes(namespace)) throw gatewayError('FORBIDDEN', `The token is not valid for ${namespace}`)
+  const refused = namespaceRefusal(principal, namespace)
+  if (refused !== undefined) throw refused
 }

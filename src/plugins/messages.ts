@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
-import { assertNamespaceAllowed, type Principal } from '../auth/principal.js'
-import { isGatewayError, type GatewayError } from '../errors.js'
+import { namespaceRefusal, type Principal } from '../auth/principal.js'
+import type { GatewayError } from '../errors.js'
 import type { RelayedMessage } from '../protocol/messages.js'
 
 declare module 'fastify' {
@@ -53,13 +53,7 @@ export default fp(async (app) => {
 
   app.decorate('messages', {
     refusePublish (principal, namespace, room, event) {
-      try {
-        assertNamespaceAllowed(principal, namespace)
-      } catch (err) {
-        if (isGatewayError(err)) return err
-        throw err
-      }
-      return app.authorize(principal, 'publish', namespace, room, event)
+      return namespaceRefusal(principal, namespace) ?? app.authorize(principal, 'publish', namespace, room, event)
     },
     deliver (principal, request, origin) {
       if (principal.rateLimit === null) return emit(principal, request, origin)

@@ -13,11 +13,16 @@ export function guarded (app: FastifyInstance, socket: GatewaySocket, where: str
   try {
     work()
   } catch (err) {
-    app.reportFault(err, { where, keyId: socket.data.principal?.keyId, namespace: socket.nsp.name, owner: socket })
-    const refusal = packetRefusal(gatewayError('UNAVAILABLE', 'The gateway could not handle this packet'))
-    try {
-      if (ack !== undefined) ack({ ok: false, error: refusal })
-      else socket.emit('gateway:error', { ...refusal, event: where })
-    } catch {}
+    answerFault(app, socket, where, ack, err)
   }
+}
+
+/** Reports an error thrown while serving the socket (a bug) and answers the client UNAVAILABLE. */
+export function answerFault (app: FastifyInstance, socket: GatewaySocket, where: string, ack: Ack | undefined, err: unknown): void {
+  app.reportFault(err, { where, keyId: socket.data.principal.keyId, namespace: socket.nsp.name, owner: socket })
+  const refusal = packetRefusal(gatewayError('UNAVAILABLE', 'The gateway could not handle this packet'))
+  try {
+    if (ack !== undefined) ack({ ok: false, error: refusal })
+    else socket.emit('gateway:error', { ...refusal, event: where })
+  } catch {}
 }

@@ -8,7 +8,7 @@ import { isManagedRoom } from '../protocol/rooms.js'
 import type { Ack } from '../protocol/messages.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
 import { packetInfo, type PacketInfo } from '../net/socketio-parser.js'
-import { guarded } from './guarded.js'
+import { answerFault, guarded } from './guarded.js'
 
 // A packet the decoder did not measure is treated as too large: the gate fails closed.
 const UNMEASURED: PacketInfo = { bytes: Number.POSITIVE_INFINITY, binary: false }
@@ -115,17 +115,20 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket) {
   /** The per-key quota and the delivery, through the publish pipeline; the client is acked with the message id. */
   function publish (event: string, { room, data }: MessagePayload, ack: Ack | undefined, bytes: number): void {
     const answer = (result: RelayedMessage | GatewayError): void => {
-      if (isGatewayError(result)) return refuse(event, ack, result)
-      relayed.inc()
-      ack?.({ ok: true, id: result.id })
-    }
-    guarded(app, socket, 'packet', ack, () => {
-      const result = app.messages.deliver(socket.data.principal, { namespace, room, event, data }, { exceptSocketId: socket.id, bytes })
-      if (!(result instanceof Promise)) return answer(result)
-      result.then((settled) => { guarded(app, socket, 'packet', ack, () => { answer(settled) }) }, (err: unknown) => {
-        guarded(app, socket, 'packet', ack, () => { throw err })
+      guarded(app, socket, 'packet', ack, () => {
+        if (isGatewayError(result)) return refuse(event, ack, result)
+        relayed.inc()
+        ack?.({ ok: true, id: result.id })
       })
-    })
+    }
+    let result: ReturnType<typeof app.messages.deliver>
+    try {
+      result = app.messages.deliver(socket.data.principal, { namespace, room, event, data }, { exceptSocketId: socket.id, bytes })
+    } catch (err) {
+      return answerFault(app, socket, 'packet', ack, err)
+    }
+    if (result instanceof Promise) result.then(answer, (err: unknown) => { answerFault(app, socket, 'packet', ack, err) })
+    else answer(result)
   }
 
   return (packet: unknown[], next: Next): void => {

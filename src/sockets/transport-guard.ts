@@ -35,7 +35,7 @@ export function guardTransport (app: FastifyInstance, clientIp: (req: IncomingMe
   })
 
   engine.use((req: IncomingMessage, res: ServerResponse, next: Next) => {
-    if (new URL(req.url ?? '/', 'http://gateway').searchParams.has('sid')) return next()
+    if (isSessionRequest(req.url ?? '')) return next()
     const ip = clientIp(req)
     const bucket = clientBucket(ip)
     const admitted = (open.get(bucket) ?? 0) >= maxConnectionsPerIp
@@ -48,6 +48,11 @@ export function guardTransport (app: FastifyInstance, clientIp: (req: IncomingMe
       refuseHandshake(req, res, err)
     })
   })
+}
+
+/** A request of an existing Engine.IO session (it names its `sid`): checked without parsing the URL, every polling request passes here. */
+function isSessionRequest (url: string): boolean {
+  return url.includes('?sid=') || url.includes('&sid=')
 }
 
 /**

@@ -72,21 +72,29 @@ t.test('narrowing a key\'s allowlist or expiring it closes its live sockets', as
   await Promise.all(gone)
 })
 
-t.test('a recovering client with a bad token gets none of the messages it missed', async (t) => {
-  // Recovery needs an adapter that keeps sessions: this app has PostgreSQL but no Redis.
+/**
+ * A member of room `secret` that reconnects and asks to recover, and a sender;
+ * the member has received one message, so recovery has an offset to resume from.
+ * Recovery needs an adapter that keeps sessions: this app has PostgreSQL but no Redis.
+ */
+async function recoverablePair (t: Parameters<typeof buildFrom>[0]): Promise<{ member: Socket, sender: Socket }> {
   const env = await isolatedEnv(t)
   delete env.REDIS_URL
   const app = await buildFrom(t, env)
   const { apiKey } = await createKey(app, { policyId: await createPolicy(app, everything) })
   const url = await listen(app)
-  const [memberToken, senderToken] = [await mintToken(app, apiKey), await mintToken(app, apiKey)]
-  const member = connect(t, `${url}/chat`, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 50, auth: { token: memberToken } })
-  const sender = connect(t, `${url}/chat`, { auth: { token: senderToken } })
+  const member = connect(t, `${url}/chat`, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 50, auth: { token: await mintToken(app, apiKey) } })
+  const sender = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, apiKey) } })
   await Promise.all([connected(member), connected(sender)])
   await member.emitWithAck('join', { room: 'secret' })
   const first = new Promise((resolve) => member.once('message', resolve))
   await sender.emitWithAck('message', { room: 'secret', data: 'before' })
   await first
+  return { member, sender }
+}
+
+t.test('a recovering client with a bad token gets none of the messages it missed', async (t) => {
+  const { member, sender } = await recoverablePair(t)
   // Cut the member, send while it is away, and let it come back with a token that is no good.
   // What reaches the wire, not what the client library chooses to surface: it buffers events until connected.
   const frames: string[] = []
@@ -104,18 +112,7 @@ t.test('a recovering client with a bad token gets none of the messages it missed
 })
 
 t.test('a recovering client with a good token does get the messages it missed (the test above can fail)', async (t) => {
-  const env = await isolatedEnv(t)
-  delete env.REDIS_URL
-  const app = await buildFrom(t, env)
-  const { apiKey } = await createKey(app, { policyId: await createPolicy(app, everything) })
-  const url = await listen(app)
-  const member = connect(t, `${url}/chat`, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 50, auth: { token: await mintToken(app, apiKey) } })
-  const sender = connect(t, `${url}/chat`, { auth: { token: await mintToken(app, apiKey) } })
-  await Promise.all([connected(member), connected(sender)])
-  await member.emitWithAck('join', { room: 'secret' })
-  const first = new Promise((resolve) => member.once('message', resolve))
-  await sender.emitWithAck('message', { room: 'secret', data: 'before' })
-  await first
+  const { member, sender } = await recoverablePair(t)
   const missed = new Promise<{ data: string }>((resolve) => member.on('message', (m: { data: string }) => { if (m.data === 'missed') resolve(m) }))
   const back = new Promise<boolean>((resolve) => member.once('connect', () => resolve(member.recovered)))
   member.io.engine.close()
