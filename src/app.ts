@@ -25,6 +25,8 @@ import auditQueryPlugin from './plugins/audit-query.js'
 import gatekeeperPlugin from './plugins/gatekeeper.js'
 import authorizePlugin from './plugins/authorize.js'
 import messagesPlugin from './plugins/messages.js'
+import routeStorePlugin from './plugins/route-store.js'
+import routingPlugin from './plugins/routing.js'
 import ioPlugin from './plugins/io.js'
 import socketsPlugin from './sockets/index.js'
 import publishRoutes from './routes/publish.js'
@@ -32,6 +34,7 @@ import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth.js'
 import keyRoutes from './routes/keys.js'
 import policyRoutes from './routes/policies.js'
+import routingRoutes from './routes/routing.js'
 import auditRoutes from './routes/audit.js'
 import { ErrorResponse } from './routes/schemas.js'
 import { jsonBodyParser } from './net/json-body.js'
@@ -168,6 +171,8 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(ioPlugin)
   void app.register(authorizePlugin)
   void app.register(messagesPlugin)
+  void app.register(routeStorePlugin)
+  void app.register(routingPlugin)
 
   void app.register(healthRoutes)
   void app.register(authRoutes)
@@ -183,6 +188,7 @@ const adminRoutes: FastifyPluginAsync = async (app) => {
   app.addHook('onRequest', app.requireAdmin)
   await app.register(keyRoutes)
   await app.register(policyRoutes)
+  await app.register(routingRoutes)
   await app.register(auditRoutes)
 }
 

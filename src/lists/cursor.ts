@@ -41,7 +41,7 @@ export function decodeTimeCursor (cursor: string): { at: string, id: string } {
  * key and policy lists share it. `table` is one of ours, never user input.
  */
 export async function pageNewestFirst<Row extends { id: string }, Item> (
-  sql: Sql, table: 'api_keys' | 'policies', limit: number, cursor: string | undefined, toItem: (row: Row) => Item
+  sql: Sql, table: 'api_keys' | 'policies' | 'routes', limit: number, cursor: string | undefined, toItem: (row: Row) => Item
 ): Promise<Page<Item>> {
   const after = cursor === undefined ? undefined : decodeTimeCursor(cursor)
   const rows = await sql<Array<Row & { cursor_at: string }>>`

@@ -7,7 +7,7 @@ declare module 'fastify' {
   }
 }
 
-export const ALERT_KINDS = ['ip_blocked', 'key_failures', 'key_revoked', 'internal_error'] as const
+export const ALERT_KINDS = ['ip_blocked', 'key_failures', 'key_revoked', 'internal_error', 'upstream_down', 'upstream_up'] as const
 export type AlertKind = typeof ALERT_KINDS[number]
 
 /** An alert as delivered on `/system` room `admin` and to ALERT_WEBHOOK_URL (SPEC §7). */
@@ -16,6 +16,8 @@ export interface Alert {
   ip?: string
   keyId?: string
   count?: number
+  /** The route of an upstream_down / upstream_up alert (SPEC §10). */
+  route?: string
   at: string
 }
 

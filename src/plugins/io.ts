@@ -24,7 +24,12 @@ export interface SocketState {
   windowRefused: number
   /** The window (its start) in which `/error` was last told of a rate limit: once per window is enough. */
   rateNoticeAt: number
+  /** Why the gateway closed the socket, when it did (a route's `$disconnect` says so, SPEC §10). */
+  closeReason?: DisconnectReason
 }
+
+/** Why a socket went, as a route's `$disconnect` tells its backend. */
+export type DisconnectReason = 'client' | 'transport' | 'timeout' | 'revoked' | 'expired' | 'flood' | 'policy' | 'shutdown'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the protocol's events are open-ended (any event E is relayed)
 type AnyEvents = Record<string, (...args: any[]) => void>
@@ -127,6 +132,7 @@ export default fp(async (app) => {
     preClose: (done: Function) => {
       const notice = { reason: 'server shutting down', at: new Date().toISOString() }
       for (const name of NAMESPACES) {
+        for (const socket of app.io.of(name).sockets.values()) (socket as GatewaySocket).data.closeReason ??= 'shutdown'
         app.io.of(name).local.emit('shutdown', notice)
         app.io.of(name).local.disconnectSockets(true)
       }

@@ -3,6 +3,9 @@ import fp from 'fastify-plugin'
 import { namespaceRefusal, type Principal } from '../auth/principal.js'
 import type { GatewayError } from '../errors.js'
 import type { RelayedMessage } from '../protocol/messages.js'
+import { routeEvent } from '../routing/route-event.js'
+import { answerRefusal } from '../routing/refusal.js'
+import type { RouteEvent, UpstreamAnswer } from '../routing/types.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,6 +19,22 @@ export interface PublishRequest { namespace: string, room: string, event: string
 /** Where a published event comes from: a socket (left out of its own delivery), and its size on the wire. */
 export interface PublishOrigin { exceptSocketId?: string, bytes: number }
 
+/** A published event's outcome: its id, and the backend's answer when a route in request mode took it (SPEC §10). */
+export interface Delivered { id: string, routed?: { data: unknown } }
+
+/** A route of SPEC §10, as the pipeline sees it. */
+export interface PipelineRoute { readonly mode: 'request' | 'notify', readonly relay: boolean }
+
+/** Where client events go when a route takes them: the routing plugin (SPEC §10) plugs in here. */
+export interface MessageRouter<R extends PipelineRoute = PipelineRoute> {
+  /** The route taking a client event, or undefined: called on every packet, without allocating. */
+  match: (namespace: string, event: string) => R | undefined
+  /** Sends an event along its route: request mode answers what the backend answered, notify mode once queued. */
+  send: (route: R, event: RouteEvent) => UpstreamAnswer | Promise<UpstreamAnswer>
+}
+
+export type DeliverResult = Delivered | GatewayError | Promise<Delivered | GatewayError>
+
 export interface Messages {
   /**
    * The checks that count nothing, in SPEC order: the token's namespace
@@ -24,11 +43,16 @@ export interface Messages {
    */
   refusePublish: (principal: Principal, namespace: string, room: string, event: string) => GatewayError | undefined
   /**
-   * Spends the key's publish quota, then delivers the message to the room's
-   * members on every instance. The delivered message, or the RATE_LIMITED
-   * refusal; a promise only when the quota needs a store round trip.
+   * Spends the key's publish quota, then hands a client's event to the route
+   * that takes it, if any (whose answer decides the outcome, and which may
+   * also relay it), or else delivers it to the room's members on every
+   * instance. A promise only when the quota or a backend needs a round trip.
    */
-  deliver: (principal: Principal, request: PublishRequest, origin: PublishOrigin) => RelayedMessage | GatewayError | Promise<RelayedMessage | GatewayError>
+  deliver: (principal: Principal, request: PublishRequest, origin: PublishOrigin) => DeliverResult
+  /** A backend's own publish (`spark:publish`, SPEC §10): delivered to the room, from the route. */
+  deliverFromRoute: (routeName: string, request: PublishRequest) => Delivered
+  /** Where routed client events go (set once, by the routing plugin). */
+  useRouter: <R extends PipelineRoute>(router: MessageRouter<R>) => void
   /** The wire size of a message being delivered right now (what connection-state recovery stores is bounded in bytes). */
   bytesOf: (message: unknown) => number | undefined
 }
@@ -37,9 +61,10 @@ export default fp(async (app) => {
   // The message being emitted and its size, for bytesOf (emitting is synchronous).
   let deliveringMessage: RelayedMessage | undefined
   let deliveringBytes = 0
+  let router: MessageRouter | undefined
 
-  function emit (principal: Principal, { namespace, room, event, data }: PublishRequest, origin: PublishOrigin): RelayedMessage {
-    const message: RelayedMessage = { id: randomUUID(), room, from: { sub: principal.sub }, data, ts: Date.now() }
+  function emit (from: RelayedMessage['from'], { namespace, room, event, data }: PublishRequest, origin: PublishOrigin, id: string = randomUUID()): Delivered {
+    const message: RelayedMessage = { id, room, from, data, ts: Date.now() }
     const target = app.io.of(namespace).to(room)
     deliveringMessage = message
     deliveringBytes = origin.bytes
@@ -51,16 +76,38 @@ export default fp(async (app) => {
     return message
   }
 
+  /** A client's event: to its route when one takes it, else to the room. */
+  function dispatch (principal: Principal, request: PublishRequest, origin: PublishOrigin): Delivered | GatewayError | Promise<Delivered | GatewayError> {
+    const route = origin.exceptSocketId === undefined ? undefined : router?.match(request.namespace, request.event)
+    if (route === undefined) return emit({ sub: principal.sub }, request, origin)
+    const id = randomUUID()
+    const settle = (answer: UpstreamAnswer): Delivered | GatewayError => {
+      if (!answer.ok) return answerRefusal(answer)
+      // Relayed only once the backend took it: a refused order is not shown to the room.
+      if (route.relay) emit({ sub: principal.sub }, request, origin, id)
+      return route.mode === 'request' ? { id, routed: { data: answer.data ?? null } } : { id }
+    }
+    const answer = router!.send(route, routeEvent(id, 'event', principal, request.namespace, request.room, request.event, request.data, origin.exceptSocketId!))
+    return answer instanceof Promise ? answer.then(settle) : settle(answer)
+  }
+
   app.decorate('messages', {
     refusePublish (principal, namespace, room, event) {
       return namespaceRefusal(principal, namespace) ?? app.authorize(principal, 'publish', namespace, room, event)
     },
     deliver (principal, request, origin) {
-      if (principal.rateLimit === null) return emit(principal, request, origin)
+      if (principal.rateLimit === null) return dispatch(principal, request, origin)
       const quota = app.takePublishQuota(principal.keyId, principal.rateLimit)
-      if (quota === undefined) return emit(principal, request, origin)
+      if (quota === undefined) return dispatch(principal, request, origin)
       if (!(quota instanceof Promise)) return quota
-      return quota.then((refused) => refused ?? emit(principal, request, origin))
+      return quota.then((refused) => refused ?? dispatch(principal, request, origin))
+    },
+    deliverFromRoute (routeName, request) {
+      return emit({ sub: `route:${routeName}`, route: routeName }, request, { bytes: 0 })
+    },
+    useRouter (next) {
+      // The router is only ever handed back the routes its own match returned.
+      router = next as unknown as MessageRouter
     },
     bytesOf: (message) => message === deliveringMessage ? deliveringBytes : undefined
   } satisfies Messages)

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import fastifyMetrics from 'fastify-metrics'
-import { Counter, Gauge, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { gatewayError } from '../errors.js'
 import { compileCidrs } from '../net/ip.js'
 import { ALERT_KINDS } from './alerts.js'
@@ -23,6 +23,10 @@ export interface GatewayMetrics {
   /** Errors the gateway threw while serving a client, caught before they could stop the process: each one is a bug. */
   internalErrors: Counter<'where'>
   auditSpilled: Counter
+  /** Calls to the user's backends (SPEC §10), by route and outcome; notify events given up on count as dropped or expired. */
+  upstreamRequests: Counter<'route' | 'outcome'>
+  upstreamDuration: Histogram<'route'>
+  upstreamBreakerOpen: Gauge<'route'>
 }
 
 /** Where a caught internal error can happen (`gateway_internal_errors_total{where}`). */
@@ -58,7 +62,16 @@ function createGatewayMetrics (): GatewayMetrics {
     rateLimited: new Counter({ name: 'gateway_rate_limited_total', help: 'Requests, handshakes and packets refused by a rate limit', labelNames: ['scope'], registers }),
     alerts: new Counter({ name: 'gateway_alerts_total', help: 'Alerts raised', labelNames: ['kind'], registers }),
     internalErrors: new Counter({ name: 'gateway_internal_errors_total', help: 'Errors thrown while serving a client, caught and answered UNAVAILABLE', labelNames: ['where'], registers }),
-    auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers })
+    auditSpilled: new Counter({ name: 'gateway_audit_spilled_total', help: 'Audit rows written to the log because the queue was full', registers }),
+    upstreamRequests: new Counter({ name: 'gateway_upstream_requests_total', help: 'Events routed to backend services, by outcome', labelNames: ['route', 'outcome'], registers }),
+    upstreamDuration: new Histogram({
+      name: 'gateway_upstream_duration_seconds',
+      help: 'Duration of calls to backend services',
+      labelNames: ['route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers
+    }),
+    upstreamBreakerOpen: new Gauge({ name: 'gateway_upstream_breaker_open', help: '1 while the circuit breaker of a route\'s upstream is open', labelNames: ['route'], registers })
   }
   initialiseKnownSeries(metrics)
   return metrics

@@ -8,6 +8,7 @@ import type { Page } from '../keys/types.js'
 import { compilePolicy, DENY_ALL, type CompiledPolicy } from '../policies/engine.js'
 import type { PolicyRule } from '../policies/types.js'
 import type { SharedStore } from '../stores/shared-store.js'
+import { serialized } from '../stores/serialized.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -62,24 +63,15 @@ export function createPolicyStore (sql: Sql, store: SharedStore): PolicyStore & 
   const compiledById = new Map<string, CompiledPolicy>()
   const listeners: Array<(id: string) => void> = []
 
-  // Reloads run one at a time, in the order asked: a periodic full reload that read the table before a
-  // change must not land after the change's own reload and put the old rules back for 30 s.
-  let reloading: Promise<void> = Promise.resolve()
-
-  async function reloadNow (id?: string): Promise<void> {
+  // One at a time, in the order asked: a periodic full reload must not put old rules back for 30 s.
+  const reload = serialized(async (id?: string): Promise<void> => {
     const rows = id === undefined
       ? await sql<PolicyRow[]>`select * from policies`
       : await sql<PolicyRow[]>`select * from policies where id = ${id}`
     if (id === undefined) compiledById.clear()
     else compiledById.delete(id)
     for (const row of rows) compiledById.set(row.id, compilePolicy({ rules: row.rules }))
-  }
-
-  async function reload (id?: string): Promise<void> {
-    const run = reloading.then(async () => { await reloadNow(id) })
-    reloading = run.catch(() => {})
-    await run
-  }
+  })
 
   async function announce (id: string): Promise<void> {
     await reload(id)

@@ -11,7 +11,7 @@ export const HANDLED_EVENTS: ReadonlySet<string> = new Set(['join', 'leave', 'au
 // Socket.IO's own names, and the names the gateway itself emits (a client must not forge an `alert` or a `shutdown`).
 const RESERVED_NAMES: ReadonlySet<string> = new Set([...HANDLED_EVENTS, 'connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener', 'shutdown', 'alert'])
 
-/** True for an event name no client or publisher may send to a room. */
+/** True for an event name no client or publisher may send to a room (`$…` names the lifecycle events routes take, SPEC §10). */
 export function isReservedEvent (event: string): boolean {
-  return RESERVED_NAMES.has(event) || event.startsWith('auth:') || event.startsWith('gateway:')
+  return RESERVED_NAMES.has(event) || event.startsWith('auth:') || event.startsWith('gateway:') || event.startsWith('$')
 }

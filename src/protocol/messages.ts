@@ -5,7 +5,8 @@
 export interface RelayedMessage<T = unknown> {
   id: string
   room: string
-  from: { sub: string }
+  /** Who sent it: a client's subject or a key's id; `route` is set (and `sub` is `route:<name>`) when a backend sent it (SPEC §10). */
+  from: { sub: string, route?: string }
   data: T
   ts: number
 }

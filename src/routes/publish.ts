@@ -1,15 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { isGatewayError } from '../errors.js'
-import { NAMESPACES } from '../protocol/namespaces.js'
-import { errorResponses, Strict } from './schemas.js'
-
-const PublishBody = Strict({
-  namespace: Type.Union(NAMESPACES.map((n) => Type.Literal(n))),
-  room: Type.String({ minLength: 1, maxLength: 256 }),
-  event: Type.String({ minLength: 1, maxLength: 128 }),
-  data: Type.Unknown()
-})
+import { PublishRequestSchema } from '../messages/publish-request.js'
+import { errorResponses } from './schemas.js'
 
 /**
  * Server-side publish: the publish pipeline a socket's relay goes through,
@@ -23,7 +16,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['publish'],
       summary: 'Deliver an event to a room on every instance',
-      body: PublishBody,
+      body: PublishRequestSchema,
       response: { 202: Type.Object({ id: Type.String() }), ...errorResponses(400, 401, 403, 429, 503) }
     }
   }, async (req, reply) => {

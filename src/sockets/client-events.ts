@@ -1,6 +1,6 @@
 import { assertNamespaceAllowed } from '../auth/principal.js'
 import type { FastifyInstance } from 'fastify'
-import { gatewayError, isGatewayError } from '../errors.js'
+import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import { keyRoom, userRoom } from '../protocol/rooms.js'
 import type { RefreshPayload, RoomPayload } from './envelopes.js'
 import { packetRefusal } from './refusal.js'
@@ -8,7 +8,8 @@ import { createPacketGate } from './packet-gate.js'
 import type { Ack } from '../protocol/messages.js'
 import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewaySocket } from './types.js'
-import { guarded } from './guarded.js'
+import { answerFault, guarded } from './guarded.js'
+import { askRoute, tellDisconnect, tellLeave } from './route-hooks.js'
 
 /**
  * The protocol of SPEC §5 on a socket that passed the connection gate. The
@@ -22,29 +23,41 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
   expiry.watch(socket)
 
   socket.on('join', (payload: RoomPayload, ack: Ack | undefined) => {
-    guarded(app, socket, 'join', ack, () => {
-      // The socket's own user room is joined already (the gate checked the policy allows it).
-      if (!socket.rooms.has(payload.room)) void socket.join(payload.room)
-      ack?.({ ok: true })
-    })
+    const { room } = payload
+    const finish = (refused: GatewayError | undefined): void => {
+      guarded(app, socket, 'join', ack, () => {
+        if (refused !== undefined) return answerRefused(socket, 'join', ack, refused)
+        // The socket's own user room is joined already (the gate checked the policy allows it).
+        if (!socket.rooms.has(room) && socket.connected) void socket.join(room)
+        ack?.({ ok: true })
+      })
+    }
+    // A room the socket is in needs no backend's word; a new one may (a route taking `$join`, SPEC §10).
+    const decision = socket.rooms.has(room) ? undefined : guardedCall(app, socket, 'join', ack, () => askRoute(app, socket, socket.data.principal, '$join', room))
+    if (decision === false) return
+    if (decision === undefined) return finish(undefined)
+    decision.then(finish, (err: unknown) => { answerFault(app, socket, 'join', ack, err) })
   })
 
   socket.on('leave', (payload: RoomPayload, ack: Ack | undefined) => {
     guarded(app, socket, 'leave', ack, () => {
-      void socket.leave(payload.room)
+      if (socket.rooms.has(payload.room)) {
+        void socket.leave(payload.room)
+        tellLeave(app, socket, payload.room)
+      }
       ack?.({ ok: true })
     })
+  })
+
+  socket.on('disconnecting', (reason: string) => {
+    guarded(app, socket, 'leave', undefined, () => { tellDisconnect(app, socket, reason) })
   })
 
   socket.on('auth:refresh', (payload: RefreshPayload, ack: Ack | undefined) => {
     void refresh(app, socket, payload.token, () => { expiry.watch(socket) }).then(
       (expiresAt) => { guarded(app, socket, 'auth:refresh', ack, () => { ack?.({ ok: true, expiresAt }) }) },
       (err: unknown) => {
-        guarded(app, socket, 'auth:refresh', ack, () => {
-          const refusal = packetRefusal(isGatewayError(err) ? err : gatewayError('UNAVAILABLE'))
-          if (ack !== undefined) ack({ ok: false, error: refusal })
-          else socket.emit('gateway:error', { ...refusal, event: 'auth:refresh' })
-        })
+        guarded(app, socket, 'auth:refresh', ack, () => { answerRefused(socket, 'auth:refresh', ack, isGatewayError(err) ? err : gatewayError('UNAVAILABLE')) })
       })
   })
 
@@ -68,4 +81,21 @@ async function refresh (app: FastifyInstance, socket: GatewaySocket, token: stri
   socket.data.principal = next
   rescheduleExpiry()
   return new Date((next.exp ?? 0) * 1000).toISOString()
+}
+
+/** A refusal of the gateway's handlers (not the packet gate's): in the ack, or `gateway:error` without one. */
+function answerRefused (socket: GatewaySocket, event: string, ack: Ack | undefined, err: GatewayError): void {
+  const refusal = packetRefusal(err)
+  if (ack !== undefined) ack({ ok: false, error: refusal })
+  else socket.emit('gateway:error', { ...refusal, event })
+}
+
+/** Runs `work`; a throw (a bug) is answered as a fault and reported as `false`. */
+function guardedCall<T> (app: FastifyInstance, socket: GatewaySocket, where: string, ack: Ack | undefined, work: () => T): T | false {
+  try {
+    return work()
+  } catch (err) {
+    answerFault(app, socket, where, ack, err)
+    return false
+  }
 }

@@ -7,6 +7,7 @@ import { bearerToken, type AttemptContext, type Credential } from '../plugins/ga
 import { connectRefusal } from './refusal.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
 import type { GatewaySocket } from './types.js'
+import { askRoute } from './route-hooks.js'
 
 /** The handshake's credential: `auth.token`, or an `Authorization: Bearer` header (server clients). */
 function handshakeCredential (auth: unknown, socket: GatewaySocket): Credential {
@@ -37,7 +38,8 @@ export function createOriginCheck (allowed: readonly string[]): (req: IncomingMe
  * Connection middleware for every namespace: origin, connection rate, then
  * one audited attempt (token, revocation, key state, IP allowlist, namespace
  * down-scope, policy `connect`, maxConnections) through the same decorators
- * the REST routes use. A refusal reaches the client as `connect_error`.
+ * the REST routes use, then the route taking `$connect`, if any. A refusal
+ * reaches the client as `connect_error`.
  */
 export function createConnectionGate (app: FastifyInstance, clientIp: (req: IncomingMessage) => string) {
   const originAllowed = createOriginCheck(app.config.corsOrigins)
@@ -68,6 +70,10 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
           if (await reserveConnection(app, p)) slotKeyId = p.keyId
         }
       })
+      // The backend's word on the connection, once the gateway's own checks passed (a route taking `$connect`, SPEC §10).
+      const decision = askRoute(app, socket, principal, '$connect', null)
+      const refusedByRoute = decision === undefined ? undefined : await decision
+      if (refusedByRoute !== undefined) throw refusedByRoute
       socket.data = {
         principal,
         ip,

@@ -94,4 +94,4 @@ export default fp(async (app) => {
       if (socket.data.principal !== undefined && superseded(socket.data.principal)) forceDisconnect(app, socket, gatewayError('TOKEN_REVOKED', SUPERSEDED_MESSAGE))
     }
   })
-}, { name: 'sockets', fastify: '5.x', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit', 'audit'] })
+}, { name: 'sockets', fastify: '5.x', dependencies: ['io', 'gatekeeper', 'keys', 'policies', 'alerts', 'metrics', 'rate-limit', 'audit', 'routing'] })

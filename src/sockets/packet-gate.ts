@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
-import type { RelayedMessage } from '../protocol/messages.js'
+import type { Delivered } from '../plugins/messages.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
 import { HANDLED_EVENTS, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
@@ -112,13 +112,14 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket) {
     return app.messages.refusePublish(principal, namespace, (payload as MessagePayload).room, event)
   }
 
-  /** The per-key quota and the delivery, through the publish pipeline; the client is acked with the message id. */
+  /** The per-key quota and the delivery (or the route), through the publish pipeline; the client is acked with the message id. */
   function publish (event: string, { room, data }: MessagePayload, ack: Ack | undefined, bytes: number): void {
-    const answer = (result: RelayedMessage | GatewayError): void => {
+    const answer = (result: Delivered | GatewayError): void => {
       guarded(app, socket, 'packet', ack, () => {
         if (isGatewayError(result)) return refuse(event, ack, result)
         relayed.inc()
-        ack?.({ ok: true, id: result.id })
+        // A route in request mode answered: its data is the ack's (SPEC §10).
+        ack?.(result.routed === undefined ? { ok: true, id: result.id } : { ok: true, id: result.id, data: result.routed.data })
       })
     }
     let result: ReturnType<typeof app.messages.deliver>

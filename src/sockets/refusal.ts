@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { GatewayError } from '../errors.js'
 import type { RefusalBody } from '../protocol/messages.js'
 import { userRoom } from '../protocol/rooms.js'
+import type { DisconnectReason } from '../plugins/io.js'
 import type { GatewaySocket } from './types.js'
 
 /** The `connect_error` a refused handshake gets: message = the §6 code, data = the details (SPEC §5). */
@@ -36,7 +37,16 @@ export function notifySubject (app: FastifyInstance, socket: GatewaySocket, err:
  */
 export function forceDisconnect (app: FastifyInstance, socket: GatewaySocket, err: GatewayError, event = 'disconnect'): void {
   if (!socket.connected) return
+  socket.data.closeReason = event === 'flood' ? 'flood' : closeReasonOf(err)
   socket.emit('gateway:error', { ...packetRefusal(err), event })
   notifySubject(app, socket, err, event)
   socket.disconnect(event === 'flood')
+}
+
+function closeReasonOf (err: GatewayError): DisconnectReason {
+  switch (err.code) {
+    case 'KEY_REVOKED': case 'TOKEN_REVOKED': return 'revoked'
+    case 'TOKEN_EXPIRED': case 'KEY_EXPIRED': return 'expired'
+    default: return 'policy'
+  }
 }

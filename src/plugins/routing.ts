@@ -1,0 +1,185 @@
+import { randomUUID, type KeyObject } from 'node:crypto'
+import fp from 'fastify-plugin'
+import { isReservedEvent } from '../protocol/events.js'
+import { jsonShapeProblem } from '../protocol/json-shape.js'
+import { PublishRequestCheck } from '../messages/publish-request.js'
+import type { MessageRouter, PipelineRoute } from './messages.js'
+import { EventPatterns } from '../routing/event-patterns.js'
+import { createHttpTransport } from '../routing/http-transport.js'
+import { signingKey } from '../routing/signing.js'
+import { createSocketIoTransport } from '../routing/socketio-transport.js'
+import type { UpstreamTransport } from '../routing/transport.js'
+import type { LiveRouteConfig, RouteEvent, RouteOutcome, UpstreamAnswer } from '../routing/types.js'
+import { RouteUpstream } from '../routing/upstream.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Routes of SPEC §10 as they run on this instance: the packet path and the lifecycle hooks ask it. */
+    forwarding: Forwarding
+  }
+}
+
+/** A route as it runs: its matching, its upstream (kept across edits that do not touch it) and its secrets. */
+export interface LiveRoute extends PipelineRoute {
+  readonly id: string
+  readonly name: string
+  readonly namespace: string
+  readonly patterns: EventPatterns
+  readonly upstream: RouteUpstream
+}
+
+export interface Forwarding extends MessageRouter<LiveRoute> {
+  /** Every route of this instance (for tests and the console). */
+  routes: () => readonly LiveRoute[]
+}
+
+// At shutdown, notify events still queued get this long to reach their backend (the close stays within SPEC §7's 10 s).
+const NOTIFY_DRAIN_MS = 2000
+// An undeliverable event's id is logged; a line holds at most this many.
+const LOGGED_IDS_MAX = 100
+
+const QUEUED: UpstreamAnswer = { ok: true }
+const QUEUE_FULL: UpstreamAnswer = { ok: false, code: 'UNAVAILABLE', message: 'The backend service is not keeping up' }
+
+/** The secrets a route signs with, updated in place by edits and rotations (its upstream keeps a reference). */
+class SigningKeys {
+  private current: readonly KeyObject[] = []
+  private both: readonly KeyObject[] = []
+  private previousUntil = 0
+
+  update (config: LiveRouteConfig): void {
+    const current = signingKey(config.secret)
+    this.current = [current]
+    this.both = config.previousSecret === null ? this.current : [current, signingKey(config.previousSecret)]
+    this.previousUntil = config.previousExpiresAt
+  }
+
+  now = (): readonly KeyObject[] => Date.now() < this.previousUntil ? this.both : this.current
+}
+
+interface Entry { route: LiveRoute, transportKey: string, keys: SigningKeys, config: LiveRouteConfig }
+
+export default fp(async (app) => {
+  const metrics = app.gatewayMetrics
+  const maxDepth = app.config.maxJsonDepth
+  // How this instance names itself in a Socket.IO upstream's handshake.
+  const gateway = randomUUID()
+  let entries = new Map<string, Entry>()
+  let byNamespace = new Map<string, readonly LiveRoute[]>()
+
+  function reportsFor (name: string) {
+    return {
+      outcome (outcome: RouteOutcome, seconds?: number) {
+        metrics.upstreamRequests.inc({ route: name, outcome })
+        if (seconds !== undefined) metrics.upstreamDuration.observe({ route: name }, seconds)
+      },
+      breaker (open: boolean) {
+        metrics.upstreamBreakerOpen.set({ route: name }, open ? 1 : 0)
+        app.log.warn({ route: name }, open ? 'upstream circuit opened: calls are refused for 5 s' : 'upstream circuit closed')
+        app.alerts.raise({ kind: open ? 'upstream_down' : 'upstream_up', route: name })
+      },
+      undeliverable (events: readonly RouteEvent[], why: 'dropped' | 'expired' | 'shutdown') {
+        if (why === 'shutdown') metrics.upstreamRequests.inc({ route: name, outcome: 'dropped' }, events.length)
+        app.log.error({ route: name, why, count: events.length, ids: events.slice(0, LOGGED_IDS_MAX).map((e) => e.id) }, 'routed events not delivered')
+      }
+    }
+  }
+
+  /** A backend's `spark:publish`: checked like `POST /v1/publish`, within the route's namespace. */
+  function backendPublish (entry: () => Entry | undefined) {
+    return (message: unknown, ack: ((answer: unknown) => void) | undefined): void => {
+      const reply = ack ?? (() => {})
+      const current = entry()
+      const refuse = (code: string, text: string): void => { reply({ ok: false, error: { code, message: text } }) }
+      if (current === undefined) return refuse('NOT_FOUND', 'The route is gone')
+      if (!PublishRequestCheck.Check(message)) return refuse('VALIDATION_FAILED', 'spark:publish takes { namespace, room, event, data }')
+      if (message.namespace !== current.route.namespace) return refuse('FORBIDDEN', `This route publishes to ${current.route.namespace} only`)
+      if (isReservedEvent(message.event)) return refuse('FORBIDDEN', `${message.event} is reserved`)
+      if (jsonShapeProblem(message.data, maxDepth) !== undefined) return refuse('VALIDATION_FAILED', `data must be JSON nested at most ${maxDepth} levels deep`)
+      reply({ ok: true, id: app.messages.deliverFromRoute(current.route.name, message).id })
+    }
+  }
+
+  function createTransport (config: LiveRouteConfig, keys: SigningKeys): UpstreamTransport {
+    const { record } = config
+    const upstream = record.upstream
+    if (upstream.type === 'http') {
+      return createHttpTransport({ url: upstream.url, timeoutMs: record.timeoutMs, maxInFlight: record.maxInFlight, maxDepth, signingKeys: keys.now })
+    }
+    return createSocketIoTransport({
+      url: upstream.url,
+      namespace: upstream.namespace,
+      maxDepth,
+      gateway,
+      signingKeys: keys.now,
+      onPublish: backendPublish(() => entries.get(record.id)),
+      onStateChange: (connected) => { app.log.info({ route: record.name, connected }, connected ? 'socket.io upstream connected' : 'socket.io upstream disconnected') }
+    })
+  }
+
+  /** Applies the routes as loaded: unchanged upstreams are kept (with their breaker and queue), the rest built or closed. */
+  function apply (configs: readonly LiveRouteConfig[]): void {
+    const next = new Map<string, Entry>()
+    const namespaces = new Map<string, LiveRoute[]>()
+    for (const config of configs) {
+      const { record } = config
+      const transportKey = JSON.stringify([record.upstream, record.timeoutMs, record.maxInFlight, record.name])
+      const previous = entries.get(record.id)
+      const keys = previous?.keys ?? new SigningKeys()
+      keys.update(config)
+      let upstream = previous?.route.upstream
+      if (previous === undefined || previous.transportKey !== transportKey) {
+        upstream = new RouteUpstream(createTransport(config, keys), record, reportsFor(record.name))
+        metrics.upstreamBreakerOpen.set({ route: record.name }, 0)
+        if (previous !== undefined) {
+          upstream.adopt(previous.route.upstream)
+          void previous.route.upstream.close()
+        }
+      }
+      const route: LiveRoute = {
+        id: record.id,
+        name: record.name,
+        namespace: record.namespace,
+        mode: record.mode,
+        relay: record.relay,
+        patterns: new EventPatterns(record.events),
+        upstream: upstream!
+      }
+      next.set(record.id, { route, transportKey, keys, config })
+      const list = namespaces.get(record.namespace) ?? []
+      list.push(route)
+      namespaces.set(record.namespace, list)
+    }
+    for (const [id, entry] of entries) {
+      if (!next.has(id)) void entry.route.upstream.drain(Date.now() + NOTIFY_DRAIN_MS).finally(() => entry.route.upstream.close())
+    }
+    entries = next
+    byNamespace = namespaces
+  }
+
+  const forwarding: Forwarding = {
+    match (namespace, event) {
+      const routes = byNamespace.get(namespace)
+      if (routes === undefined) return undefined
+      for (let i = 0; i < routes.length; i++) if (routes[i].patterns.matches(event)) return routes[i]
+      return undefined
+    },
+    send (route, event) {
+      if (route.mode === 'request') return route.upstream.request(event)
+      return route.upstream.notify(event) ? QUEUED : QUEUE_FULL
+    },
+    routes: () => [...entries.values()].map((entry) => entry.route)
+  }
+
+  apply(app.routeStore.live())
+  app.routeStore.onChange(apply)
+  app.decorate('forwarding', forwarding)
+  app.messages.useRouter(forwarding)
+
+  app.addHook('onClose', async () => {
+    const deadline = Date.now() + NOTIFY_DRAIN_MS
+    const upstreams = [...entries.values()].map((entry) => entry.route.upstream)
+    await Promise.allSettled(upstreams.map(async (upstream) => { await upstream.drain(deadline) }))
+    await Promise.allSettled(upstreams.map(async (upstream) => { await upstream.close() }))
+  })
+}, { name: 'routing', fastify: '5.x', dependencies: ['config', 'metrics', 'alerts', 'messages', 'route-store'] })
