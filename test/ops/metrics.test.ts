@@ -53,7 +53,7 @@ t.test('after a scripted scenario /metrics counts exactly what happened, in a va
   }
   // Series with known labels exist from the start (a dashboard shows 0, not "no data").
   t.same(samplesOf(families, 'gateway_rate_limited_total').map((s) => `${s.labels.scope} ${s.value}`).sort(), ['connect 0', 'http 0', 'key 0', 'socket 0', 'transport 0'])
-  t.same(samplesOf(families, 'gateway_alerts_total').map((s) => `${s.labels.kind} ${s.value}`).sort(), ['internal_error 0', 'ip_blocked 0', 'key_failures 0', 'key_revoked 0'])
+  t.same(samplesOf(families, 'gateway_alerts_total').map((s) => `${s.labels.kind} ${s.value}`).sort(), ['internal_error 0', 'ip_blocked 0', 'key_failures 0', 'key_revoked 0', 'upstream_down 0', 'upstream_up 0'])
   t.equal(samplesOf(families, 'gateway_audit_queue_depth').length, 1, 'audit queue depth has a value')
   const timedTokens = (status: string): number[] => samplesOf(families, 'http_request_duration_seconds', { method: 'POST', route: '/auth/token', status_code: status }, 'http_request_duration_seconds_count').map((s) => s.value)
   t.same(timedTokens('200'), [2], 'fastify-metrics timed the two 200s of POST /auth/token')
