@@ -35,6 +35,8 @@ export interface Forwarding extends MessageRouter<LiveRoute> {
 
 // At shutdown, notify events still queued get this long to reach their backend (the close stays within SPEC §7's 10 s).
 const NOTIFY_DRAIN_MS = 2000
+// A replaced upstream's calls in flight get their timeout and this much more before it closes.
+const RETIRE_SLACK_MS = 1000
 // An undeliverable event's id is logged; a line holds at most this many.
 const LOGGED_IDS_MAX = 100
 
@@ -66,6 +68,7 @@ export default fp(async (app) => {
   const gateway = randomUUID()
   let entries = new Map<string, Entry>()
   let byNamespace = new Map<string, readonly LiveRoute[]>()
+  const retiring = new Set<RouteUpstream>()
 
   function reportsFor (name: string) {
     return {
@@ -117,6 +120,16 @@ export default fp(async (app) => {
     })
   }
 
+  /** Closes an upstream no route uses any more once what it has in flight or queued is done (or the deadline passed). */
+  function retire (entry: Entry, deadline: number): void {
+    const { upstream } = entry.route
+    retiring.add(upstream)
+    void upstream.drain(deadline).finally(async () => {
+      await upstream.close()
+      retiring.delete(upstream)
+    })
+  }
+
   /** Applies the routes as loaded: unchanged upstreams are kept (with their breaker and queue), the rest built or closed. */
   function apply (configs: readonly LiveRouteConfig[]): void {
     const next = new Map<string, Entry>()
@@ -133,7 +146,8 @@ export default fp(async (app) => {
         metrics.upstreamBreakerOpen.set({ route: record.name }, 0)
         if (previous !== undefined) {
           upstream.adopt(previous.route.upstream)
-          void previous.route.upstream.close()
+          // Calls in flight on the old upstream finish (within their timeout) before it closes.
+          retire(previous, Date.now() + previous.config.record.timeoutMs + RETIRE_SLACK_MS)
         }
       }
       const route: LiveRoute = {
@@ -151,8 +165,11 @@ export default fp(async (app) => {
       namespaces.set(record.namespace, list)
     }
     for (const [id, entry] of entries) {
-      if (!next.has(id)) void entry.route.upstream.drain(Date.now() + NOTIFY_DRAIN_MS).finally(() => entry.route.upstream.close())
+      if (!next.has(id)) retire(entry, Date.now() + Math.max(NOTIFY_DRAIN_MS, entry.config.record.timeoutMs + RETIRE_SLACK_MS))
     }
+    // A route renamed or deleted leaves no breaker series behind under its old name.
+    const names = new Set([...next.values()].map((entry) => entry.config.record.name))
+    for (const entry of entries.values()) if (!names.has(entry.config.record.name)) metrics.upstreamBreakerOpen.remove({ route: entry.config.record.name })
     entries = next
     byNamespace = namespaces
   }
@@ -178,7 +195,7 @@ export default fp(async (app) => {
 
   app.addHook('onClose', async () => {
     const deadline = Date.now() + NOTIFY_DRAIN_MS
-    const upstreams = [...entries.values()].map((entry) => entry.route.upstream)
+    const upstreams = [...[...entries.values()].map((entry) => entry.route.upstream), ...retiring]
     await Promise.allSettled(upstreams.map(async (upstream) => { await upstream.drain(deadline) }))
     await Promise.allSettled(upstreams.map(async (upstream) => { await upstream.close() }))
   })

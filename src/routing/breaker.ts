@@ -1,8 +1,12 @@
+/** What the breaker lets through: a normal call, the one probe of an open circuit, or nothing. */
+export type Admission = 'call' | 'probe' | undefined
+
 /**
  * A circuit breaker per upstream (SPEC §10): open after `threshold` failures
  * in a row, refusing at once; after `cooldownMs` one call goes through as a
- * probe, and its outcome closes or re-opens the circuit. A few fields and no
- * timer: cockatiel and opossum do more (and allocate per call) than this needs.
+ * probe, and its outcome closes or re-opens the circuit (while open, the
+ * outcome of a call that left before it opened changes nothing). A few
+ * fields and no timer: cockatiel and opossum do more, and allocate per call.
  */
 export class CircuitBreaker {
   private failures = 0
@@ -16,25 +20,29 @@ export class CircuitBreaker {
     private readonly cooldownMs = 5000
   ) {}
 
-  /** Whether a call may go out now; when open and cooled down, the caller's call is the probe. */
-  admit (now = Date.now()): boolean {
-    if (!this.open) return true
-    if (this.probing || now < this.openUntil) return false
+  admit (now = Date.now()): Admission {
+    if (!this.open) return 'call'
+    if (this.probing || now < this.openUntil) return undefined
     this.probing = true
-    return true
+    return 'probe'
   }
 
-  success (): void {
-    this.failures = 0
+  success (admission: Admission): void {
+    if (!this.open) {
+      this.failures = 0
+      return
+    }
+    if (admission !== 'probe') return
     this.probing = false
-    if (!this.open) return
     this.open = false
+    this.failures = 0
     this.onChange(false)
   }
 
-  failure (now = Date.now()): void {
+  failure (admission: Admission, now = Date.now()): void {
     if (this.open) {
-      // The probe failed (or a call that left before the circuit opened): wait another cooldown.
+      if (admission !== 'probe') return
+      // The probe failed: wait another cooldown.
       this.probing = false
       this.openUntil = now + this.cooldownMs
       return

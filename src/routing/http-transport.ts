@@ -49,17 +49,20 @@ export function createHttpTransport (options: HttpTransportOptions): UpstreamTra
       stream.resume()
       return FAILED
     }
-    let text = ''
+    const chunks: Buffer[] = []
+    let bytes = 0
     for await (const chunk of stream) {
-      text += (chunk as Buffer).toString('utf8')
-      if (text.length > MAX_ANSWER_BYTES) {
+      bytes += (chunk as Buffer).length
+      if (bytes > MAX_ANSWER_BYTES) {
         stream.destroy()
         return FAILED
       }
+      chunks.push(chunk as Buffer)
     }
     let value: unknown
     try {
-      value = JSON.parse(text)
+      // Decoded whole: a character split across two chunks stays one character.
+      value = JSON.parse(Buffer.concat(chunks, bytes).toString('utf8'))
     } catch {
       return FAILED
     }

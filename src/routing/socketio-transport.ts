@@ -4,6 +4,8 @@ import { readAnswer, type CallResult, type UpstreamTransport } from './transport
 import { signatures } from './signing.js'
 import type { RouteEvent } from './types.js'
 
+const RECONNECT_FIRST_MS = 500
+const RECONNECT_MAX_MS = 5000
 const TIMEOUT: CallResult = { kind: 'timeout' }
 const UNREACHABLE: CallResult = { kind: 'unreachable' }
 
@@ -45,8 +47,23 @@ export function createSocketIoTransport (options: SocketIoTransportOptions): Ups
       callback({ gateway: options.gateway, timestamp, signature: signatures(options.signingKeys(), `${options.gateway}.${timestamp}`) })
     }
   })
-  socket.on('connect', () => { options.onStateChange(true) })
-  socket.on('disconnect', () => { options.onStateChange(false) })
+  // Socket.IO reconnects by itself after a lost connection, but not after its middleware refused the handshake
+  // (a secret the backend does not know yet) nor after the server closed the socket: then the gateway retries.
+  let closed = false
+  let retry: NodeJS.Timeout | undefined
+  let refusedInARow = 0
+  const retryLater = (): void => {
+    if (closed || socket.active || retry !== undefined) return
+    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** refusedInARow++) * (0.5 + Math.random())
+    retry = setTimeout(() => { retry = undefined; if (!closed) socket.connect() }, delay)
+    retry.unref()
+  }
+  socket.on('connect', () => { refusedInARow = 0; options.onStateChange(true) })
+  socket.on('connect_error', retryLater)
+  socket.on('disconnect', () => {
+    options.onStateChange(false)
+    retryLater()
+  })
   socket.on('spark:publish', (message: unknown, ack?: (answer: unknown) => void) => {
     options.onPublish(message, typeof ack === 'function' ? ack : undefined)
   })
@@ -62,6 +79,8 @@ export function createSocketIoTransport (options: SocketIoTransportOptions): Ups
       })
     },
     async close () {
+      closed = true
+      clearTimeout(retry)
       socket.disconnect()
     }
   }

@@ -75,4 +75,4 @@ export interface RouteEvent {
 export type UpstreamAnswer = { ok: true, data?: unknown } | { ok: false, code: string, message: string }
 
 /** `gateway_upstream_requests_total`'s outcomes: a call's end, a refusal of the gateway's own, a notify event's fate. */
-export type RouteOutcome = 'ok' | 'refused' | 'failed' | 'timeout' | 'unreachable' | 'overloaded' | 'breaker_open' | 'queued' | 'dropped' | 'expired'
+export type RouteOutcome = 'ok' | 'refused' | 'failed' | 'timeout' | 'unreachable' | 'overloaded' | 'breaker_open' | 'dropped' | 'expired'

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import { CircuitBreaker } from './breaker.js'
+import { CircuitBreaker, type Admission } from './breaker.js'
 import type { CallResult, UpstreamTransport } from './transport.js'
 import type { RouteEvent, RouteOutcome, UpstreamAnswer } from './types.js'
 
@@ -58,12 +58,15 @@ export class RouteUpstream {
 
   /** Calls the backend and answers what the client is told; refusals of the gateway's own come at once. */
   request (event: RouteEvent): UpstreamAnswer | Promise<UpstreamAnswer> {
-    const refused = this.refusal()
-    if (refused !== undefined) {
-      this.reports.outcome(refused)
-      return UNAVAILABLE
+    if (this.inFlight >= this.limits.maxInFlight) return this.refuse('overloaded')
+    if (!this.transport.ready) {
+      // A connection that is down counts against the breaker like a failed call: it opens, and alerts.
+      this.breaker.failure('call')
+      return this.refuse('unreachable')
     }
-    return this.call(event).then((result) => result.kind === 'answer' ? result.answer : UNAVAILABLE)
+    const admission = this.breaker.admit()
+    if (admission === undefined) return this.refuse('breaker_open')
+    return this.call(event, admission).then((result) => result.kind === 'answer' ? result.answer : UNAVAILABLE)
   }
 
   /** Queues an event for at-least-once delivery; false (and reported) when the queue is full. */
@@ -121,29 +124,22 @@ export class RouteUpstream {
     return taken
   }
 
-  /** Why a call cannot go out now, or undefined. */
-  private refusal (): RouteOutcome | undefined {
-    if (this.inFlight >= this.limits.maxInFlight) return 'overloaded'
-    if (!this.transport.ready) {
-      // A connection that is down counts against the breaker like a failed call: it opens, and alerts.
-      this.breaker.failure()
-      return 'unreachable'
-    }
-    if (!this.breaker.admit()) return 'breaker_open'
-    return undefined
+  private refuse (outcome: RouteOutcome): UpstreamAnswer {
+    this.reports.outcome(outcome)
+    return UNAVAILABLE
   }
 
-  private async call (event: RouteEvent): Promise<CallResult> {
+  private async call (event: RouteEvent, admission: Admission): Promise<CallResult> {
     this.inFlight++
     const started = performance.now()
     const result = await this.transport.call(event, this.limits.timeoutMs)
     this.inFlight--
     const seconds = (performance.now() - started) / 1000
     if (result.kind === 'answer') {
-      this.breaker.success()
+      this.breaker.success(admission)
       this.reports.outcome(result.answer.ok ? 'ok' : 'refused', seconds)
     } else {
-      this.breaker.failure()
+      this.breaker.failure(admission)
       this.reports.outcome(result.kind, seconds)
     }
     this.pump()
@@ -161,9 +157,10 @@ export class RouteUpstream {
         this.giveUp(pending)
         continue
       }
-      if (!this.transport.ready || !this.breaker.admit()) return this.pollWhileBlocked()
+      const admission = this.transport.ready ? this.breaker.admit() : undefined
+      if (admission === undefined) return this.pollWhileBlocked()
       this.shift()
-      void this.call(pending.event).then((result) => { if (result.kind !== 'answer') this.retry(pending) })
+      void this.call(pending.event, admission).then((result) => { if (result.kind !== 'answer') this.retry(pending) })
     }
   }
 

@@ -50,7 +50,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
   })
 
   socket.on('disconnecting', (reason: string) => {
-    guarded(app, socket, 'leave', undefined, () => { tellDisconnect(app, socket, reason) })
+    guarded(app, socket, 'disconnect', undefined, () => { tellDisconnect(app, socket, reason) })
   })
 
   socket.on('auth:refresh', (payload: RefreshPayload, ack: Ack | undefined) => {

@@ -269,3 +269,19 @@ t.test('$join decided by the backend; $connect refused by it; $leave and $discon
   t.equal(backend.calls.find((c) => c.event.type === 'disconnect' && c.event.principal.sub === 'bob')?.event.reason, 'revoked')
   t.ok(bob)
 })
+
+t.test('an answer in many chunks keeps its multi-byte characters; one over 1 MiB is UNAVAILABLE', async (t) => {
+  const { app, alice } = await gateway(t)
+  const text = 'é€😀'.repeat(20_000)
+  const backend = await httpBackend(t, (_call, res) => {
+    const bytes = Buffer.from(JSON.stringify({ data: text }))
+    res.writeHead(200, { 'content-type': 'application/json' })
+    // Cut at odd offsets, inside characters.
+    for (let at = 0; at < bytes.length; at += 1001) res.write(bytes.subarray(at, at + 1001))
+    res.end()
+  })
+  await createRoute(app, { events: ['order:*'], upstream: { type: 'http', url: backend.url } })
+  t.equal((await ack(alice, 'order:create', { room: 'lobby', data: 1 })).data, text)
+  backend.answer = answerJson(200, { data: 'x'.repeat(1024 * 1024) })
+  t.equal((await ack(alice, 'order:create', { room: 'lobby', data: 2 })).error.code, 'UNAVAILABLE')
+})

@@ -54,3 +54,14 @@ t.test('a Socket.IO backend: signed handshake, spark:event answered through its 
   t.equal((await ack(alice, 'order:create', { room: 'lobby', data: { item: 1 } })).error.code, 'UNAVAILABLE')
   t.ok(Date.now() - started < 1000, 'at once, not after timeoutMs')
 })
+
+t.test('a Socket.IO upstream that refused the handshake is tried again until it accepts', async (t) => {
+  const app = await buildApp(t, { ...ROOMY_LIMITS })
+  const key = await keyWithPolicy(app, RULES)
+  const alice = await connectAs(t, await listen(app), '/chat', await tokenFor(app, key.apiKey, 'alice'))
+  const backend = await socketIoBackend(t, () => ({ data: 'reached' }), { refuseFirst: 2 })
+  await createRoute(app, { events: ['order:*'], upstream: { type: 'socketio', url: backend.url, namespace: '/spark' } })
+  await eventually(() => backend.gateways().length === 1, 15_000, 'connected after two refused handshakes')
+  t.equal(backend.handshakes.length, 1)
+  t.equal((await ack(alice, 'order:create', { room: 'lobby', data: { item: 1 } })).data, 'reached')
+})

@@ -49,11 +49,16 @@ export async function httpBackend (t: Tap, answer: HttpAnswer = answerJson(200, 
 }
 
 /** A real Socket.IO backend on namespace `/spark`: answers each `spark:event` with `answer`. */
-export async function socketIoBackend (t: Tap, answer: (event: unknown) => unknown = () => ({ data: null })): Promise<{ url: string, io: SocketIoServer, events: unknown[], handshakes: unknown[], gateways: () => ServerSocket[], close: () => Promise<void> }> {
+export async function socketIoBackend (
+  t: Tap, answer: (event: unknown) => unknown = () => ({ data: null }), options: { refuseFirst?: number } = {}
+): Promise<{ url: string, io: SocketIoServer, events: unknown[], handshakes: unknown[], gateways: () => ServerSocket[], close: () => Promise<void> }> {
   const server = createServer()
   const io = new SocketIoServer(server, { transports: ['websocket'] })
   const events: unknown[] = []
   const handshakes: unknown[] = []
+  // The first handshakes refused by middleware, as a backend that does not know the secret yet would.
+  let refuseLeft = options.refuseFirst ?? 0
+  io.of('/spark').use((_socket, next) => { next(refuseLeft-- > 0 ? new Error('bad signature') : undefined) })
   io.of('/spark').on('connection', (socket) => {
     handshakes.push(socket.handshake.auth)
     socket.on('spark:event', (event: unknown, ack: (answer: unknown) => void) => {
