@@ -5,8 +5,11 @@ import type { TokenSource } from './tokens.js'
 import { isReservedEvent } from '../protocol/events.js'
 import type { RelayedMessage } from '../protocol/messages.js'
 
-/** The ack of a published event (SPEC §5). */
-export interface PublishAck { ok: true, id: string }
+/**
+ * The ack of a published event (SPEC §5); `data` is the backend's answer when
+ * a route in request mode took the event (SPEC §10), absent otherwise.
+ */
+export interface PublishAck<T = unknown> { ok: true, id: string, data?: T }
 
 export type { RelayedMessage }
 
@@ -24,7 +27,12 @@ export interface Namespace {
   join: (room: string) => Promise<void>
   leave: (room: string) => Promise<void>
   /** Sends `event` with `{ room, data }`; resolves with the gateway's ack, rejects with a GatewayError or TIMEOUT. */
-  publish: (event: string, room: string, data: unknown) => Promise<PublishAck>
+  publish: <T = unknown>(event: string, room: string, data: unknown) => Promise<PublishAck<T>>
+  /**
+   * `publish` for an event a route takes in request mode (SPEC §10): resolves
+   * with the backend's answer (`data`), rejects with its refusal.
+   */
+  request: <T = unknown>(event: string, room: string, data: unknown) => Promise<T>
   /** Listens to an event from the gateway (a relayed event, `auth:expiring`, `shutdown`…); returns the unsubscribe function. */
   on: <T = RelayedMessage>(event: string, handler: (payload: T) => void) => () => void
 }
@@ -116,24 +124,31 @@ export class NamespaceChannel implements Namespace {
   }
 
   async join (room: string): Promise<void> {
-    await this.request('join', { room }, { event: 'join', room })
+    await this.acked('join', { room }, { event: 'join', room })
     this.joined.add(room)
   }
 
   async leave (room: string): Promise<void> {
     // Forgotten at once: whatever becomes of this packet, a reconnect will not join the room again.
     this.joined.delete(room)
-    await this.request('leave', { room }, { event: 'leave', room })
+    await this.acked('leave', { room }, { event: 'leave', room })
   }
 
-  async publish (event: string, room: string, data: unknown): Promise<PublishAck> {
+  async publish<T = unknown> (event: string, room: string, data: unknown): Promise<PublishAck<T>> {
     const details = { namespace: this.name, event, room }
     // Names the gateway handles or emits itself, and Socket.IO's own: the gateway's own rule (src/protocol/events.ts).
     if (isReservedEvent(event)) throw new GatewayError('VALIDATION_FAILED', `${event} is a reserved event name`, { details })
-    const ack = await this.request(event, { room, data }, { event, room })
+    const ack = await this.acked(event, { room, data }, { event, room })
     // An ack without its message id is no ack of a relayed event (SPEC §5).
     if (typeof ack.id !== 'string') throw new GatewayError('UNAVAILABLE', 'The gateway acked without a message id', { details })
-    return { ok: true, id: ack.id }
+    return 'data' in ack ? { ok: true, id: ack.id, data: ack.data as T } : { ok: true, id: ack.id }
+  }
+
+  async request<T = unknown> (event: string, room: string, data: unknown): Promise<T> {
+    const ack = await this.publish<T>(event, room, data)
+    // An event no route answered has no answer to give: say so rather than resolve with undefined.
+    if (!('data' in ack)) throw new GatewayError('VALIDATION_FAILED', `No route answered ${event}: it was relayed`, { details: { namespace: this.name, event, room } })
+    return ack.data as T
   }
 
   on<T = RelayedMessage>(event: string, handler: (payload: T) => void): () => void {
@@ -151,7 +166,7 @@ export class NamespaceChannel implements Namespace {
   pushToken (token: string): void {
     if (!this.socket.connected || token === this.socketToken || token === this.pushing) return
     this.pushing = token
-    this.request('auth:refresh', { token }, { event: 'auth:refresh' }).then(() => {
+    this.acked('auth:refresh', { token }, { event: 'auth:refresh' }).then(() => {
       this.socketToken = token
     }, (err: GatewayError) => {
       // No answer (dropped, timed out): the next handshake presents the current token anyway.
@@ -193,7 +208,7 @@ export class NamespaceChannel implements Namespace {
   }
 
   /** An emit with an ack and a timeout; a `{ ok: false }` ack rejects with its code. */
-  private async request (event: string, payload: unknown, details: ErrorDetails): Promise<Record<string, unknown>> {
+  private async acked (event: string, payload: unknown, details: ErrorDetails): Promise<Record<string, unknown>> {
     if (this.stoppedWith !== undefined) throw this.stoppedWith
     const where = { ...details, namespace: this.name }
     const ack = await new Promise<unknown>((resolve, reject) => {
@@ -329,7 +344,7 @@ export class NamespaceChannel implements Namespace {
   private async rejoin (rooms: string[], generation: number): Promise<void> {
     for (let i = 0; i < rooms.length; i += REJOIN_BATCH) {
       const batch = rooms.slice(i, i + REJOIN_BATCH).filter((room) => this.joined.has(room))
-      const results = await Promise.allSettled(batch.map(async (room) => { await this.request('join', { room }, { event: 'join', room }) }))
+      const results = await Promise.allSettled(batch.map(async (room) => { await this.acked('join', { room }, { event: 'join', room }) }))
       // Dropped again (or reconnected meanwhile): the next connect starts over.
       if (generation !== this.generation || !this.socket.connected) return
       let waitMs = 0
