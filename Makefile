@@ -72,4 +72,4 @@ typecheck: node_modules
 	@npx tsc -p tsconfig.json --noEmit && npx tsc -p src/sdk/tsconfig.json --noEmit && npx tsc -p tsconfig.test.json --noEmit
 
 lint: node_modules
-	@npx eslint --max-warnings 0 --cache --cache-location node_modules/.cache/eslint/ src test bench scripts eslint.config.js
+	@npx eslint --max-warnings 0 --cache --cache-location node_modules/.cache/eslint/ src test bench scripts examples eslint.config.js
