@@ -391,6 +391,22 @@ const keyBody = someEntries({
   expiresAt: fc.oneof(fc.constantFrom('"2000-01-01T00:00:00Z"', '"9999-12-31T23:59:59Z"', '"not a date"', '"+275760-09-13T00:00:00.001Z"', '0', 'null'), anyValue)
 })
 
+// Routes (SPEC §10) whose upstreams lead nowhere (a closed port, an unparsable URL): what the fuzzer's events
+// then meet is the refusal path, without the run waiting on a backend.
+const routeBody = someEntries({
+  name: fc.oneof(fc.constantFrom('"fuzz-route"', '"a b"', '""', `"${'n'.repeat(80)}"`, '"__proto__"'), stringish),
+  namespace: fc.oneof(namespace.map((n) => JSON.stringify(n)), anyValue),
+  events: fc.oneof(fc.constantFrom('["order:*"]', '["*"]', '["$join","$connect"]', '["$disconnect"]', '["$boot"]', '["a*b"]', '[]', `[${Array.from({ length: 200 }, (_, i) => `"e${i}"`).join(',')}]`), anyValue),
+  upstream: fc.oneof(fc.constantFrom(
+    '{"type":"http","url":"http://127.0.0.1:9/spark"}', '{"type":"socketio","url":"http://127.0.0.1:9","namespace":"/spark"}',
+    '{"type":"http","url":"http://user:pw@127.0.0.1:9/"}', '{"type":"http","url":"http://[::1"}', '{"type":"http","url":"file:///etc/passwd"}',
+    '{"type":"grpc","url":"http://127.0.0.1:9"}', '{"type":"socketio","url":"http://127.0.0.1:9"}'), anyValue),
+  mode: fc.oneof(fc.constantFrom('"request"', '"notify"', '"both"'), anyValue),
+  timeoutMs: fc.oneof(fc.constantFrom('1', '0', '60000', '60001', '1.5', '"100"', '1e400'), anyValue),
+  maxInFlight: fc.oneof(fc.constantFrom('1', '0', '10000', '10001', '-1'), anyValue),
+  relay: fc.oneof(fc.constantFrom('true', 'false', '"true"', 'null'), anyValue)
+})
+
 const ruleText = someEntries({
   effect: fc.oneof(fc.constantFrom('"allow"', '"deny"', '"maybe"'), anyValue),
   namespace: fc.oneof(fc.constantFrom('"/chat"', '"*"', '"/nope"', '""'), anyValue),
@@ -451,7 +467,9 @@ const restRoute: fc.Arbitrary<Route> = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x', 'fuzz-unknown', '%ff', '..%2f..', 'a'.repeat(250), '%00', '__proto__'), rawBody(keyBody.map(objectText))).map(([id, body]) => ({ tag: 'rest/keys-patch', method: 'PATCH', path: `/v1/keys/${id}`, body })) },
   { weight: 2, arbitrary: rawBody(policyBody.map(objectText)).map((body) => ({ tag: 'rest/policies', method: 'POST', path: '/v1/policies', body })) },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x', '00000000-0000-0000-0000-000000000000', '%ff', '__proto__'), rawBody(policyBody.map(objectText))).map(([id, body]) => ({ tag: 'rest/policies-put', method: 'PUT', path: `/v1/policies/${id}`, body })) },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('/v1/keys', '/v1/audit', '/v1/policies', '/v1/keys/x/usage'), fc.constantFrom('?limit=0', '?limit=101', '?limit=1e3', '?cursor=' + 'c'.repeat(600), '?cursor=%ff%fe', '?limit=5&limit=6', '?since=not-a-date', '?outcome=__proto__', '?ip=::1', '?__proto__[x]=1', '')).map(([path, query]) => ({ tag: 'rest/list', method: 'GET', path: path + query, body: '' })) },
+  { weight: 2, arbitrary: rawBody(routeBody.map(objectText)).map((body) => ({ tag: 'rest/routes', method: 'POST', path: '/v1/routes', body })) },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x', '00000000-0000-0000-0000-000000000000', '%ff', '__proto__'), fc.constantFrom('', '/rotate'), rawBody(routeBody.map(objectText))).map(([id, action, body]) => ({ tag: 'rest/routes-put', method: action === '' ? 'PUT' : 'POST', path: `/v1/routes/${id}${action}`, body })) },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('/v1/keys', '/v1/audit', '/v1/policies', '/v1/routes', '/v1/keys/x/usage'), fc.constantFrom('?limit=0', '?limit=101', '?limit=1e3', '?cursor=' + 'c'.repeat(600), '?cursor=%ff%fe', '?limit=5&limit=6', '?since=not-a-date', '?outcome=__proto__', '?ip=::1', '?__proto__[x]=1', '')).map(([path, query]) => ({ tag: 'rest/list', method: 'GET', path: path + query, body: '' })) },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('GET', 'PROPFIND', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT', 'G\u00e9T'), fc.constantFrom('/', '/health/live', '/docs/json', '/metrics', '/v1/%', '/%00', '/socket.io/', '/v1/keys/' + 'k'.repeat(2000), '//v1//keys', '/.well-known/jwks.json')).map(([method, path]) => ({ tag: 'rest/other', method, path, body: '' })) }
 )
 
