@@ -8,7 +8,7 @@ const RULES = [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subs
 const CLIENT_CODES = new Set(['FORBIDDEN', 'VALIDATION_FAILED', 'NOT_FOUND', 'CONFLICT', 'RATE_LIMITED', 'UNAVAILABLE'])
 
 /** Whatever a backend answers, the client gets data or a refusal of the pass-through list or UNAVAILABLE. */
-function assertClientAnswer (t: { ok: (value: unknown, message?: string) => void }, reply: { ok?: unknown, data?: unknown, error?: { code?: string } }): void {
+function assertClientAnswer (t: { ok: (value: unknown, message: string) => boolean }, reply: { ok?: unknown, data?: unknown, error?: { code?: string } }): void {
   if (reply.ok === true) return
   t.ok(reply.error?.code !== undefined && CLIENT_CODES.has(reply.error.code), `a known code: ${JSON.stringify(reply).slice(0, 200)}`)
 }
