@@ -226,11 +226,12 @@ t.test('notify mode: the queue is drained at close', async (t) => {
   const url = await listen(app)
   const alice = await connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'alice'))
   const backend = await httpBackend(t, async (call, res) => { await sleep(100); answerJson(200, {})(call, res) })
-  await createRoute(app, { events: ['order:*'], upstream: { type: 'http', url: backend.url }, mode: 'notify', maxInFlight: 1 })
+  await createRoute(app, { events: ['order:*', '$disconnect'], upstream: { type: 'http', url: backend.url }, mode: 'notify', maxInFlight: 1 })
   for (let i = 0; i < 5; i++) await ack(alice, 'order:create', { room: 'lobby', data: i })
   t.ok(backend.calls.length < 5, 'still queued when the close starts')
   await app.close()
-  t.equal(backend.calls.length, 5, 'every queued event went out before the close ended')
+  t.equal(backend.calls.filter((c) => c.event.type === 'event').length, 5, 'every queued event went out before the close ended')
+  t.match(backend.calls.find((c) => c.event.type === 'disconnect')?.event, { reason: 'shutdown', principal: { sub: 'alice' } }, 'and the $disconnect of the shutdown, with its reason')
 })
 
 t.test('$join decided by the backend; $connect refused by it; $leave and $disconnect told, with the reason', async (t) => {
@@ -268,6 +269,20 @@ t.test('$join decided by the backend; $connect refused by it; $leave and $discon
   await eventually(() => backend.calls.some((c) => c.event.type === 'disconnect' && c.event.principal.sub === 'bob'), 10_000, 'bob\'s $disconnect')
   t.equal(backend.calls.find((c) => c.event.type === 'disconnect' && c.event.principal.sub === 'bob')?.event.reason, 'revoked')
   t.ok(bob)
+})
+
+t.test('$disconnect says when the gateway cut a flooder', async (t) => {
+  const app = await buildApp(t, { ...ROOMY_LIMITS, RATE_LIMIT_SOCKET: '5/second' })
+  const key = await keyWithPolicy(app, RULES)
+  const url = await listen(app)
+  const backend = await httpBackend(t)
+  await createRoute(app, { events: ['$disconnect'], upstream: { type: 'http', url: backend.url }, mode: 'notify' })
+  const reasonOf = (sub: string): string | undefined => backend.calls.find((c) => c.event.principal.sub === sub)?.event.reason
+
+  const flooder = await connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'flooder'))
+  for (let i = 0; i < 20; i++) flooder.emit('message', { room: 'lobby', data: i })
+  await eventually(() => reasonOf('flooder') !== undefined, 10_000, 'the flooder\'s $disconnect')
+  t.equal(reasonOf('flooder'), 'flood')
 })
 
 t.test('an answer in many chunks keeps its multi-byte characters; one over 1 MiB is UNAVAILABLE', async (t) => {
