@@ -10,7 +10,7 @@
 // token and handshake steps start their own pairs after the scenarios.
 //
 //   BENCH_QUICK=1           shorter run (2 s windows, fewer sockets, no A0)
-//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, open-loop, churn, token,
+//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, open-loop, churn, token, routing,
 //                           profile (relay), profile-token, profile-handshakes, micro)
 //   BENCH_TRIALS=n          measured trials per variant (default 3)
 //   BENCH_SECONDS=s         measured relay window (default 5; fan-out uses 3)
@@ -33,6 +33,7 @@ import { profileHandshakes, run as runHandshakes } from './scenarios/handshakes.
 import { profileToken, run as runToken } from './scenarios/token.js'
 import { IDLE_SOCKETS, IDLE_SOCKETS_QUICK, run as runIdleMemory } from './scenarios/idle-memory.js'
 import { run as runOpenLoop } from './scenarios/open-loop.js'
+import { run as runRouting } from './scenarios/routing.js'
 import { run as runSoak, soakSummary, writeSoakReport, type SoakReport } from './scenarios/soak.js'
 import { profileRelay, run as runRelay, startProfiledServer, type ProfileRun } from './scenarios/relay.js'
 
@@ -95,6 +96,8 @@ interface Row {
   /** Ratio per comparison column, keyed "B/A". */
   ratios: Record<string, ReturnType<typeof ratio> | undefined>
   goalRatio?: ReturnType<typeof ratio>
+  /** An absolute goal's subject: the `of` variant's own value. */
+  goalValue?: { median: number, min: number, max: number }
   goalMet?: boolean
 }
 
@@ -120,11 +123,13 @@ function rows (result: ScenarioResult): Row[] {
     const ratios = Object.fromEntries(comparisons.map(([x, y]) => [`${x}/${y}`, ratioOf(x, y)]))
     const row: Row = { scenario: result.name, metric, labels, ratios }
     if (metric.goal !== undefined) {
-      const r = ratioOf(metric.goal.of ?? 'B', metric.goal.to ?? 'A')
-      if (r !== undefined) {
-        row.goalRatio = r
-        row.goalMet = metric.goal.op === '>=' ? r.median >= metric.goal.value : r.median <= metric.goal.value
-      }
+      const { goal } = metric
+      const r = goal.absolute === true ? undefined : ratioOf(goal.of ?? 'B', goal.to ?? 'A')
+      const v = goal.absolute === true ? metric.byVariant[goal.of ?? 'B'] : undefined
+      if (r !== undefined) row.goalRatio = r
+      if (v !== undefined) row.goalValue = { median: v.median, min: v.min, max: v.max }
+      const subject = r ?? v
+      if (subject !== undefined) row.goalMet = goal.op === '>=' ? subject.median >= goal.value : subject.median <= goal.value
     }
     return row
   })
@@ -393,12 +398,15 @@ function goalLines (results: ScenarioResult[]): string[] {
   const lines: string[] = []
   for (const result of results) {
     for (const row of rows(result)) {
-      if (row.metric.goal === undefined || row.goalRatio === undefined) continue
+      if (row.metric.goal === undefined || (row.goalRatio === undefined && row.goalValue === undefined)) continue
       const of = row.metric.goal.of ?? 'B'
       // The verdict of the variant under test, whichever side of the ratio it is on (A/B goals included).
       const subject = [of, row.metric.goal.to ?? 'A'].find((l) => l.startsWith('B')) ?? of
       const b = verdict(result, subject)
-      lines.push(`${result.name} ${row.metric.label}: ${of}/${row.metric.goal.to ?? 'A'} ${row.goalRatio.median.toFixed(3)} (pairs ${row.goalRatio.min.toFixed(2)}–${row.goalRatio.max.toFixed(2)}), goal ${row.metric.goal.text}: ` +
+      const measured = row.goalRatio !== undefined
+        ? `${of}/${row.metric.goal.to ?? 'A'} ${row.goalRatio.median.toFixed(3)} (pairs ${row.goalRatio.min.toFixed(2)}–${row.goalRatio.max.toFixed(2)})`
+        : `${of} ${num(row.goalValue!.median)} ${row.metric.unit} (trials ${num(row.goalValue!.min)}–${num(row.goalValue!.max)})`
+      lines.push(`${result.name} ${row.metric.label}: ${measured}, goal ${row.metric.goal.text}: ` +
         `${row.goalMet === true ? 'met' : 'NOT met'}${b !== undefined && b.verdict !== 'server-bound' ? ` [${subject} ${b.verdict}]` : ''}` +
         `${row.goalMet !== true && row.metric.goal.cost !== undefined ? `. Cost: ${row.metric.goal.cost}` : ''}`)
     }
@@ -485,7 +493,7 @@ async function main (): Promise<void> {
 
   const scenarios: Array<[string, (s: BenchSettings, servers: ServerSet) => Promise<ScenarioResult>]> = [
     ['idle-memory', runIdleMemory], ['handshakes', runHandshakes], ['relay', runRelay], ['fanout', runFanout],
-    ['open-loop', runOpenLoop], ['churn', runChurn], ['token', runToken]
+    ['open-loop', runOpenLoop], ['churn', runChurn], ['token', runToken], ['routing', runRouting]
   ]
   const wanted = scenarios.filter(([name]) => wants(name))
   const tokens = settings.quick ? IDLE_SOCKETS_QUICK : IDLE_SOCKETS
@@ -563,7 +571,7 @@ async function main (): Promise<void> {
   const elapsedSeconds = (Date.now() - started) / 1000
   const json = {
     meta: { ...meta, elapsedSeconds },
-    scenarios: results.map((r) => ({ ...r, rows: rows(r).map((row) => ({ metric: row.metric.key, ratios: row.ratios, goal: row.metric.goal, goalRatio: row.goalRatio, goalMet: row.goalMet })), verdicts: Object.fromEntries(Object.keys(r.serverCpuShare).map((l) => [l, verdict(r, l)])) })),
+    scenarios: results.map((r) => ({ ...r, rows: rows(r).map((row) => ({ metric: row.metric.key, ratios: row.ratios, goal: row.metric.goal, goalRatio: row.goalRatio, goalValue: row.goalValue, goalMet: row.goalMet })), verdicts: Object.fromEntries(Object.keys(r.serverCpuShare).map((l) => [l, verdict(r, l)])) })),
     profile: profile === undefined ? undefined : profileReportJson(profile, RELAY_UNIT),
     profiles: Object.fromEntries(pathProfiles.map((p) => [p.scenario, profileReportJson(p.report, p.unit)])),
     micro

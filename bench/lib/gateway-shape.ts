@@ -1,5 +1,7 @@
 // What the servers compared with the gateway copy of it, in a module that starts
 // no server (bench/lib/server.ts and bench/reference/server.ts both run on import).
+/** The bench gateway's ADMIN_API_KEY (the routing scenario creates its routes through the admin API with it). */
+export const ADMIN_KEY = 'bench-admin-key-0123456789abcdefghijklmnopqrstuvwxyz'
 /** The bench's JWT secret, and the issuer, audience and lifetime the gateway defaults to (src/config.ts). */
 export const JWT_SECRET = 'bench-jwt-secret-0123456789abcdefghijklmnopqrstuvwxyz'
 export const ISSUER = 'spark-gateway'

@@ -96,7 +96,8 @@ export const SERVER_LABELS: Record<ServerKind, string> = {
   'gateway-embedded': 'Be',
   'gateway-redis': 'Br',
   classic: 'C',
-  'classic-keyobject': 'Ck'
+  'classic-keyobject': 'Ck',
+  backend: 'D'
 }
 
 const KIND_OF_LABEL = new Map(Object.entries(SERVER_LABELS).map(([kind, label]) => [label, kind as ServerKind]))
@@ -150,9 +151,9 @@ export async function startServer (kind: ServerKind, options: { nodeArgs?: strin
   return server
 }
 
-/** The classic reference stack is its own server file; every other kind is bench/lib/server.ts. */
+/** The classic reference stack and the routing backend are server files of their own; every other kind is bench/lib/server.ts. */
 function serverScript (kind: ServerKind): string {
-  const file = kind === 'classic' || kind === 'classic-keyobject' ? 'reference/server' : 'lib/server'
+  const file = kind === 'classic' || kind === 'classic-keyobject' ? 'reference/server' : kind === 'backend' ? 'lib/backend' : 'lib/server'
   return fromSource ? `${BENCH_DIR}${file}.ts` : `${BUILD_DIR}bench/${file}.js`
 }
 

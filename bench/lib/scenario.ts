@@ -43,8 +43,11 @@ export interface Metric {
   /** Which direction is better; ratios are always B/A. */
   better: 'higher' | 'lower'
   byVariant: Record<string, Summary>
-  /** The goal on a ratio (B/A unless `of`/`to` say otherwise), when the brief sets one; `cost` names where a miss goes. */
-  goal?: { op: '>=' | '<=', value: number, text: string, of?: string, to?: string, cost?: string }
+  /**
+   * The goal on a ratio (B/A unless `of`/`to` say otherwise), when the brief sets one; `cost` names where a miss goes.
+   * With `absolute`, the goal is on the `of` variant's own value (e.g. an added latency in ms), not a ratio.
+   */
+  goal?: { op: '>=' | '<=', value: number, text: string, of?: string, to?: string, cost?: string, absolute?: boolean }
 }
 
 export interface ScenarioResult {

@@ -18,11 +18,11 @@ import { createSigner } from 'fast-jwt'
 import type { Server as SocketIOServer } from 'socket.io'
 import { serveBareRelay } from './bare-relay.js'
 import { configOverlay, serveControls } from './controls.js'
-import { AUDIENCE, GATEWAY_IO_OPTIONS, ISSUER, JWT_SECRET, TOKEN_TTL_SECONDS } from './gateway-shape.js'
+import { ADMIN_KEY, AUDIENCE, GATEWAY_IO_OPTIONS, ISSUER, JWT_SECRET, TOKEN_TTL_SECONDS } from './gateway-shape.js'
 
-export type ServerKind = 'baseline' | 'baseline-plain' | 'baseline-redis' | 'gateway' | 'gateway-embedded' | 'gateway-redis' | 'classic' | 'classic-keyobject'
+/** `backend` is bench/lib/backend.ts (the routing scenario's backend service and direct baseline). */
+export type ServerKind = 'baseline' | 'baseline-plain' | 'baseline-redis' | 'gateway' | 'gateway-embedded' | 'gateway-redis' | 'classic' | 'classic-keyobject' | 'backend'
 
-export const ADMIN_KEY = 'bench-admin-key-0123456789abcdefghijklmnopqrstuvwxyz'
 /** @socket.io/redis-adapter on two ioredis connections, closed with the app (as src/plugins/io.ts does). */
 async function redisAdapter (app: FastifyInstance): Promise<{ adapter: unknown }> {
   const { Redis } = await import('ioredis')
