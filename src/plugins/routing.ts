@@ -71,10 +71,15 @@ export default fp(async (app) => {
   const retiring = new Set<RouteUpstream>()
 
   function reportsFor (name: string) {
+    // Series bound once per route: a call then costs no label lookup.
+    const outcomes = new Map<RouteOutcome, ReturnType<typeof metrics.upstreamRequests.labels>>()
+    const duration = metrics.upstreamDuration.labels({ route: name })
     return {
       outcome (outcome: RouteOutcome, seconds?: number) {
-        metrics.upstreamRequests.inc({ route: name, outcome })
-        if (seconds !== undefined) metrics.upstreamDuration.observe({ route: name }, seconds)
+        let series = outcomes.get(outcome)
+        if (series === undefined) outcomes.set(outcome, series = metrics.upstreamRequests.labels({ route: name, outcome }))
+        series.inc()
+        if (seconds !== undefined) duration.observe(seconds)
       },
       breaker (open: boolean) {
         metrics.upstreamBreakerOpen.set({ route: name }, open ? 1 : 0)
