@@ -38,6 +38,17 @@ export interface AttemptContext {
 
 // Refusals that say nothing about the credential: they do not count toward an anomaly block.
 const NOT_CREDENTIAL_FAILURES = new Set(['RATE_LIMITED', 'TEMPORARILY_BLOCKED', 'UNAVAILABLE', 'ORIGIN_NOT_ALLOWED', 'FORBIDDEN'])
+const notCredentialFailures = new WeakSet<Error>()
+
+/**
+ * Marks a refusal an `authorize` step throws as no failure of the credential
+ * (a backend refusing a `$connect`, SPEC §10): audited, but not counted toward
+ * the anomaly block, whatever its code.
+ */
+export function notCredentialFailure<E extends Error> (err: E): E {
+  notCredentialFailures.add(err)
+  return err
+}
 
 /** The token of an `Authorization: Bearer …` header, for HTTP requests and Socket.IO handshakes alike. */
 export function bearerToken (authorization: string | undefined): string | undefined {
@@ -88,7 +99,7 @@ export default fp(async (app) => {
       if (!isGatewayError(err)) app.log.error({ err }, 'authentication failed unexpectedly')
       keyId ??= (refusal as AuthError).keyId
       app.audit.record({ ...auditFields(attempt), keyId: keyId ?? null, outcome: 'refused', reason: refusal.code })
-      if (!NOT_CREDENTIAL_FAILURES.has(refusal.code)) {
+      if (!NOT_CREDENTIAL_FAILURES.has(refusal.code) && !notCredentialFailures.has(refusal)) {
         await app.anomaly.recordFailure(attempt.ip, keyId).catch((e: unknown) => { app.log.warn({ err: e }, 'anomaly counter unavailable') })
       }
       throw refusal

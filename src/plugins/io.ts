@@ -131,11 +131,13 @@ export default fp(async (app) => {
     // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- the plugin's own type for this callback
     preClose: (done: Function) => {
       const notice = { reason: 'server shutting down', at: new Date().toISOString() }
+      // Every namespace is told (and marked) before any is closed: closing one closes its whole connection,
+      // and with it the sockets of the other namespaces that connection carries.
       for (const name of NAMESPACES) {
         for (const socket of app.io.of(name).sockets.values()) (socket as GatewaySocket).data.closeReason ??= 'shutdown'
         app.io.of(name).local.emit('shutdown', notice)
-        app.io.of(name).local.disconnectSockets(true)
       }
+      for (const name of NAMESPACES) app.io.of(name).local.disconnectSockets(true)
       done()
     },
     ...(adapter !== undefined ? { adapter } : {})

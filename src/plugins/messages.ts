@@ -29,8 +29,11 @@ export interface PipelineRoute { readonly mode: 'request' | 'notify', readonly r
 export interface MessageRouter<R extends PipelineRoute = PipelineRoute> {
   /** The route taking a client event, or undefined: called on every packet, without allocating. */
   match: (namespace: string, event: string) => R | undefined
-  /** Sends an event along its route: request mode answers what the backend answered, notify mode once queued. */
-  send: (route: R, event: RouteEvent) => UpstreamAnswer | Promise<UpstreamAnswer>
+  /**
+   * Sends an event (about `bytes` on the wire) along its route: request mode
+   * answers what the backend answered, notify mode once queued.
+   */
+  send: (route: R, event: RouteEvent, bytes: number) => UpstreamAnswer | Promise<UpstreamAnswer>
 }
 
 export type DeliverResult = Delivered | GatewayError | Promise<Delivered | GatewayError>
@@ -87,7 +90,7 @@ export default fp(async (app) => {
       if (route.relay) emit({ sub: principal.sub }, request, origin, id)
       return route.mode === 'request' ? { id, routed: { data: answer.data ?? null } } : { id }
     }
-    const answer = router!.send(route, routeEvent(id, 'event', principal, request.namespace, request.room, request.event, request.data, origin.exceptSocketId!))
+    const answer = router!.send(route, routeEvent(id, 'event', principal, request.namespace, request.room, request.event, request.data, origin.exceptSocketId!), origin.bytes)
     return answer instanceof Promise ? answer.then(settle) : settle(answer)
   }
 

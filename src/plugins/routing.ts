@@ -1,12 +1,11 @@
-import { randomUUID, type KeyObject } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
-import { isReservedEvent } from '../protocol/events.js'
-import { jsonShapeProblem } from '../protocol/json-shape.js'
-import { PublishRequestCheck } from '../messages/publish-request.js'
 import type { MessageRouter, PipelineRoute } from './messages.js'
 import { EventPatterns } from '../routing/event-patterns.js'
 import { createHttpTransport } from '../routing/http-transport.js'
-import { signingKey } from '../routing/signing.js'
+import { SigningKeys } from '../routing/signing-keys.js'
+import { backendPublishHandler } from '../routing/backend-publish.js'
+import { UndeliveredLog, type UndeliveredWhy } from '../routing/undelivered-log.js'
 import { createSocketIoTransport } from '../routing/socketio-transport.js'
 import type { UpstreamTransport } from '../routing/transport.js'
 import type { LiveRouteConfig, RouteEvent, RouteOutcome, UpstreamAnswer } from '../routing/types.js'
@@ -29,7 +28,7 @@ export interface LiveRoute extends PipelineRoute {
 }
 
 export interface Forwarding extends MessageRouter<LiveRoute> {
-  /** Every route of this instance (for tests and the console). */
+  /** The routes this instance runs, as it runs them (what an operator's view shows). */
   routes: () => readonly LiveRoute[]
 }
 
@@ -37,27 +36,9 @@ export interface Forwarding extends MessageRouter<LiveRoute> {
 const NOTIFY_DRAIN_MS = 2000
 // A replaced upstream's calls in flight get their timeout and this much more before it closes.
 const RETIRE_SLACK_MS = 1000
-// An undeliverable event's id is logged; a line holds at most this many.
-const LOGGED_IDS_MAX = 100
 
 const QUEUED: UpstreamAnswer = { ok: true }
 const QUEUE_FULL: UpstreamAnswer = { ok: false, code: 'UNAVAILABLE', message: 'The backend service is not keeping up' }
-
-/** The secrets a route signs with, updated in place by edits and rotations (its upstream keeps a reference). */
-class SigningKeys {
-  private current: readonly KeyObject[] = []
-  private both: readonly KeyObject[] = []
-  private previousUntil = 0
-
-  update (config: LiveRouteConfig): void {
-    const current = signingKey(config.secret)
-    this.current = [current]
-    this.both = config.previousSecret === null ? this.current : [current, signingKey(config.previousSecret)]
-    this.previousUntil = config.previousExpiresAt
-  }
-
-  now = (): readonly KeyObject[] => Date.now() < this.previousUntil ? this.both : this.current
-}
 
 interface Entry { route: LiveRoute, transportKey: string, keys: SigningKeys, config: LiveRouteConfig }
 
@@ -69,6 +50,10 @@ export default fp(async (app) => {
   let entries = new Map<string, Entry>()
   let byNamespace = new Map<string, readonly LiveRoute[]>()
   const retiring = new Set<RouteUpstream>()
+  let closed = false
+  const undelivered = new UndeliveredLog(({ route, why, count, ids }) => {
+    app.log.error({ route, why, count, ids }, 'routed events not delivered')
+  })
 
   function reportsFor (name: string) {
     // Series bound once per route: a call then costs no label lookup.
@@ -86,25 +71,10 @@ export default fp(async (app) => {
         app.log.warn({ route: name }, open ? 'upstream circuit opened: calls are refused for 5 s' : 'upstream circuit closed')
         app.alerts.raise({ kind: open ? 'upstream_down' : 'upstream_up', route: name })
       },
-      undeliverable (events: readonly RouteEvent[], why: 'dropped' | 'expired' | 'shutdown') {
+      undeliverable (events: readonly RouteEvent[], why: UndeliveredWhy) {
         if (why === 'shutdown') metrics.upstreamRequests.inc({ route: name, outcome: 'dropped' }, events.length)
-        app.log.error({ route: name, why, count: events.length, ids: events.slice(0, LOGGED_IDS_MAX).map((e) => e.id) }, 'routed events not delivered')
+        undelivered.add(name, why, events)
       }
-    }
-  }
-
-  /** A backend's `spark:publish`: checked like `POST /v1/publish`, within the route's namespace. */
-  function backendPublish (entry: () => Entry | undefined) {
-    return (message: unknown, ack: ((answer: unknown) => void) | undefined): void => {
-      const reply = ack ?? (() => {})
-      const current = entry()
-      const refuse = (code: string, text: string): void => { reply({ ok: false, error: { code, message: text } }) }
-      if (current === undefined) return refuse('NOT_FOUND', 'The route is gone')
-      if (!PublishRequestCheck.Check(message)) return refuse('VALIDATION_FAILED', 'spark:publish takes { namespace, room, event, data }')
-      if (message.namespace !== current.route.namespace) return refuse('FORBIDDEN', `This route publishes to ${current.route.namespace} only`)
-      if (isReservedEvent(message.event)) return refuse('FORBIDDEN', `${message.event} is reserved`)
-      if (jsonShapeProblem(message.data, maxDepth) !== undefined) return refuse('VALIDATION_FAILED', `data must be JSON nested at most ${maxDepth} levels deep`)
-      reply({ ok: true, id: app.messages.deliverFromRoute(current.route.name, message).id })
     }
   }
 
@@ -120,7 +90,12 @@ export default fp(async (app) => {
       maxDepth,
       gateway,
       signingKeys: keys.now,
-      onPublish: backendPublish(() => entries.get(record.id)),
+      onPublish: backendPublishHandler({
+        namespace: () => entries.get(record.id)?.route.namespace,
+        maxDepth,
+        deliver: (request) => app.messages.deliverFromRoute(entries.get(record.id)?.route.name ?? record.name, request).id,
+        fault: (err) => { app.reportFault(err, { where: 'publish' }) }
+      }),
       onStateChange: (connected) => { app.log.info({ route: record.name, connected }, connected ? 'socket.io upstream connected' : 'socket.io upstream disconnected') }
     })
   }
@@ -129,14 +104,15 @@ export default fp(async (app) => {
   function retire (entry: Entry, deadline: number): void {
     const { upstream } = entry.route
     retiring.add(upstream)
-    void upstream.drain(deadline).finally(async () => {
-      await upstream.close()
-      retiring.delete(upstream)
-    })
+    upstream.drain(deadline).then(async () => { await upstream.close() }).catch((err: unknown) => {
+      app.log.warn({ err, route: entry.config.record.name }, 'a replaced upstream did not close cleanly')
+    }).finally(() => { retiring.delete(upstream) })
   }
 
   /** Applies the routes as loaded: unchanged upstreams are kept (with their breaker and queue), the rest built or closed. */
   function apply (configs: readonly LiveRouteConfig[]): void {
+    // The route store's broadcast outlives this plugin at close: nothing is built once it closed.
+    if (closed) return
     const next = new Map<string, Entry>()
     const namespaces = new Map<string, LiveRoute[]>()
     for (const config of configs) {
@@ -186,9 +162,9 @@ export default fp(async (app) => {
       for (let i = 0; i < routes.length; i++) if (routes[i].patterns.matches(event)) return routes[i]
       return undefined
     },
-    send (route, event) {
+    send (route, event, bytes) {
       if (route.mode === 'request') return route.upstream.request(event)
-      return route.upstream.notify(event) ? QUEUED : QUEUE_FULL
+      return route.upstream.notify(event, bytes) ? QUEUED : QUEUE_FULL
     },
     routes: () => [...entries.values()].map((entry) => entry.route)
   }
@@ -199,9 +175,11 @@ export default fp(async (app) => {
   app.messages.useRouter(forwarding)
 
   app.addHook('onClose', async () => {
+    closed = true
     const deadline = Date.now() + NOTIFY_DRAIN_MS
     const upstreams = [...[...entries.values()].map((entry) => entry.route.upstream), ...retiring]
     await Promise.allSettled(upstreams.map(async (upstream) => { await upstream.drain(deadline) }))
     await Promise.allSettled(upstreams.map(async (upstream) => { await upstream.close() }))
+    undelivered.flush()
   })
 }, { name: 'routing', fastify: '5.x', dependencies: ['config', 'metrics', 'alerts', 'messages', 'route-store'] })

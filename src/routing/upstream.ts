@@ -2,19 +2,22 @@ import { performance } from 'node:perf_hooks'
 import { CircuitBreaker, type Admission } from './breaker.js'
 import type { CallResult, UpstreamTransport } from './transport.js'
 import type { RouteEvent, RouteOutcome, UpstreamAnswer } from './types.js'
+import type { UndeliveredWhy } from './undelivered-log.js'
 
 /** What an upstream reports; the routing plugin turns it into metrics, logs and alerts. */
 export interface UpstreamReports {
   outcome: (outcome: RouteOutcome, seconds?: number) => void
   breaker: (open: boolean) => void
   /** Notify events given up on (queue full, a minute of retries, shutdown): logged and counted by the caller. */
-  undeliverable: (events: readonly RouteEvent[], why: 'dropped' | 'expired' | 'shutdown') => void
+  undeliverable: (events: readonly RouteEvent[], why: UndeliveredWhy) => void
 }
 
 export interface UpstreamLimits { timeoutMs: number, maxInFlight: number }
 
 // Notify mode (SPEC §10): at least once, retried with backoff for up to a minute, the same event (and id) each time.
 export const NOTIFY_QUEUE_MAX = 10_000
+// And at most this many bytes of events (10,000 packets of SOCKET_MAX_PAYLOAD would be 640 MiB).
+export const NOTIFY_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 export const NOTIFY_RETRY_FOR_MS = 60_000
 const RETRY_FIRST_MS = 250
 const RETRY_MAX_MS = 10_000
@@ -23,7 +26,7 @@ const BLOCKED_POLL_MS = 250
 
 const UNAVAILABLE: UpstreamAnswer = { ok: false, code: 'UNAVAILABLE', message: 'The backend service is unavailable' }
 
-interface Pending { event: RouteEvent, firstAt: number, attempts: number }
+interface Pending { event: RouteEvent, bytes: number, firstAt: number, attempts: number }
 
 /**
  * One upstream of a route, with its protection (SPEC §10): at most
@@ -34,6 +37,7 @@ interface Pending { event: RouteEvent, firstAt: number, attempts: number }
  */
 export class RouteUpstream {
   private inFlight = 0
+  private queuedBytes = 0
   private readonly breaker: CircuitBreaker
   private readonly ready: Pending[] = []
   private readyHead = 0
@@ -69,14 +73,15 @@ export class RouteUpstream {
     return this.call(event, admission).then((result) => result.kind === 'answer' ? result.answer : UNAVAILABLE)
   }
 
-  /** Queues an event for at-least-once delivery; false (and reported) when the queue is full. */
-  notify (event: RouteEvent): boolean {
-    if (this.stopped || this.queued >= NOTIFY_QUEUE_MAX) {
+  /** Queues an event (of about `bytes` on the wire) for at-least-once delivery; false (and reported) when the queue is full. */
+  notify (event: RouteEvent, bytes: number): boolean {
+    if (this.stopped || this.queued >= NOTIFY_QUEUE_MAX || this.queuedBytes + bytes > NOTIFY_QUEUE_MAX_BYTES) {
       this.reports.outcome('dropped')
       this.reports.undeliverable([event], 'dropped')
       return false
     }
-    this.ready.push({ event, firstAt: Date.now(), attempts: 0 })
+    this.queuedBytes += bytes
+    this.ready.push({ event, bytes, firstAt: Date.now(), attempts: 0 })
     this.pump()
     return true
   }
@@ -84,7 +89,7 @@ export class RouteUpstream {
   /** Moves the notify queue of an upstream this one replaces (a route's upstream was edited). */
   adopt (previous: RouteUpstream): void {
     previous.successor = this
-    for (const pending of previous.takeQueue()) this.ready.push(pending)
+    for (const pending of previous.takeQueue()) this.requeue(pending, false)
     this.pump()
   }
 
@@ -116,6 +121,7 @@ export class RouteUpstream {
 
   private takeQueue (): Pending[] {
     const taken = [...this.ready.slice(this.readyHead), ...this.retrying]
+    this.queuedBytes = 0
     this.ready.length = 0
     this.readyHead = 0
     this.retrying.clear()
@@ -132,8 +138,15 @@ export class RouteUpstream {
   private async call (event: RouteEvent, admission: Admission): Promise<CallResult> {
     this.inFlight++
     const started = performance.now()
-    const result = await this.transport.call(event, this.limits.timeoutMs)
-    this.inFlight--
+    let result: CallResult
+    try {
+      result = await this.transport.call(event, this.limits.timeoutMs)
+    } catch {
+      // Transports never reject; one that does (a bug) fails the call rather than leak its slot.
+      result = { kind: 'failed' }
+    } finally {
+      this.inFlight--
+    }
     const seconds = (performance.now() - started) / 1000
     if (result.kind === 'answer') {
       this.breaker.success(admission)
@@ -160,7 +173,10 @@ export class RouteUpstream {
       const admission = this.transport.ready ? this.breaker.admit() : undefined
       if (admission === undefined) return this.pollWhileBlocked()
       this.shift()
-      void this.call(pending.event, admission).then((result) => { if (result.kind !== 'answer') this.retry(pending) })
+      void this.call(pending.event, admission).then((result) => {
+        if (result.kind !== 'answer') this.retry(pending)
+        else this.queuedBytes -= pending.bytes
+      })
     }
   }
 
@@ -176,8 +192,14 @@ export class RouteUpstream {
   }
 
   private retry (pending: Pending): void {
-    if (this.successor !== undefined) return this.successor.requeue(pending)
-    if (this.stopped) return this.reports.undeliverable([pending.event], 'shutdown')
+    if (this.successor !== undefined) {
+      this.queuedBytes -= pending.bytes
+      return this.successor.requeue(pending, true)
+    }
+    if (this.stopped) {
+      this.queuedBytes -= pending.bytes
+      return this.reports.undeliverable([pending.event], 'shutdown')
+    }
     pending.attempts++
     const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (pending.attempts - 1)) * (0.75 + Math.random() / 2)
     if (Date.now() + delay - pending.firstAt >= NOTIFY_RETRY_FOR_MS) return this.giveUp(pending)
@@ -192,12 +214,14 @@ export class RouteUpstream {
     this.timers.add(timer)
   }
 
-  private requeue (pending: Pending): void {
+  private requeue (pending: Pending, pump: boolean): void {
+    this.queuedBytes += pending.bytes
     this.ready.push(pending)
-    this.pump()
+    if (pump) this.pump()
   }
 
   private giveUp (pending: Pending): void {
+    this.queuedBytes -= pending.bytes
     this.reports.outcome('expired')
     this.reports.undeliverable([pending.event], 'expired')
   }

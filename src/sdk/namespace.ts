@@ -30,9 +30,10 @@ export interface Namespace {
   publish: <T = unknown>(event: string, room: string, data: unknown) => Promise<PublishAck<T>>
   /**
    * `publish` for an event a route takes in request mode (SPEC §10): resolves
-   * with the backend's answer (`data`), rejects with its refusal.
+   * with the backend's answer (`data`; undefined when no route answered: the
+   * event was relayed, or queued in notify mode), rejects with its refusal.
    */
-  request: <T = unknown>(event: string, room: string, data: unknown) => Promise<T>
+  request: <T = unknown>(event: string, room: string, data: unknown) => Promise<T | undefined>
   /** Listens to an event from the gateway (a relayed event, `auth:expiring`, `shutdown`…); returns the unsubscribe function. */
   on: <T = RelayedMessage>(event: string, handler: (payload: T) => void) => () => void
 }
@@ -144,11 +145,8 @@ export class NamespaceChannel implements Namespace {
     return 'data' in ack ? { ok: true, id: ack.id, data: ack.data as T } : { ok: true, id: ack.id }
   }
 
-  async request<T = unknown> (event: string, room: string, data: unknown): Promise<T> {
-    const ack = await this.publish<T>(event, room, data)
-    // An event no route answered has no answer to give: say so rather than resolve with undefined.
-    if (!('data' in ack)) throw new GatewayError('VALIDATION_FAILED', `No route answered ${event}: it was relayed`, { details: { namespace: this.name, event, room } })
-    return ack.data as T
+  async request<T = unknown> (event: string, room: string, data: unknown): Promise<T | undefined> {
+    return (await this.publish<T>(event, room, data)).data
   }
 
   on<T = RelayedMessage>(event: string, handler: (payload: T) => void): () => void {

@@ -22,24 +22,30 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
   void socket.join([userRoom(principal.sub), keyRoom(principal.keyId)])
   expiry.watch(socket)
 
+  // Rooms whose join awaits a backend's word: a leave meanwhile cancels the join (made only when the socket needs one).
+  let awaitingJoin: Set<string> | undefined
+
   socket.on('join', (payload: RoomPayload, ack: Ack | undefined) => {
     const { room } = payload
-    const finish = (refused: GatewayError | undefined): void => {
+    const finish = (refused: GatewayError | undefined, asked: boolean): void => {
       guarded(app, socket, 'join', ack, () => {
+        const cancelled = asked && awaitingJoin?.delete(room) !== true
         if (refused !== undefined) return answerRefused(socket, 'join', ack, refused)
         // The socket's own user room is joined already (the gate checked the policy allows it).
-        if (!socket.rooms.has(room) && socket.connected) void socket.join(room)
+        if (!cancelled && !socket.rooms.has(room) && socket.connected) void socket.join(room)
         ack?.({ ok: true })
       })
     }
     // A room the socket is in needs no backend's word; a new one may (a route taking `$join`, SPEC §10).
     const decision = socket.rooms.has(room) ? undefined : guardedCall(app, socket, 'join', ack, () => askRoute(app, socket, socket.data.principal, '$join', room))
     if (decision === false) return
-    if (decision === undefined) return finish(undefined)
-    decision.then(finish, (err: unknown) => { answerFault(app, socket, 'join', ack, err) })
+    if (decision === undefined) return finish(undefined, false)
+    ;(awaitingJoin ??= new Set()).add(room)
+    decision.then((refused) => { finish(refused, true) }, (err: unknown) => { answerFault(app, socket, 'join', ack, err) })
   })
 
   socket.on('leave', (payload: RoomPayload, ack: Ack | undefined) => {
+    awaitingJoin?.delete(payload.room)
     guarded(app, socket, 'leave', ack, () => {
       if (socket.rooms.has(payload.room)) {
         void socket.leave(payload.room)

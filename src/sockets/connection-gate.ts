@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { assertNamespaceAllowed, type Principal } from '../auth/principal.js'
 import { gatewayError, isGatewayError, orUnavailable } from '../errors.js'
 import { clientBucket } from '../net/ip.js'
-import { bearerToken, type AttemptContext, type Credential } from '../plugins/gatekeeper.js'
+import { bearerToken, notCredentialFailure, type AttemptContext, type Credential } from '../plugins/gatekeeper.js'
 import { connectRefusal } from './refusal.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
 import type { GatewaySocket } from './types.js'
@@ -68,12 +68,13 @@ export function createConnectionGate (app: FastifyInstance, clientIp: (req: Inco
           const refused = app.authorize(p, 'connect', namespace)
           if (refused !== undefined) throw refused
           if (await reserveConnection(app, p)) slotKeyId = p.keyId
+          // The backend's word last, once the gateway's own checks passed (a route taking `$connect`, SPEC §10):
+          // its refusal is audited like the gateway's.
+          const decision = askRoute(app, socket, p, '$connect', null)
+          const refusedByRoute = decision === undefined ? undefined : await decision
+          if (refusedByRoute !== undefined) throw notCredentialFailure(refusedByRoute)
         }
       })
-      // The backend's word on the connection, once the gateway's own checks passed (a route taking `$connect`, SPEC §10).
-      const decision = askRoute(app, socket, principal, '$connect', null)
-      const refusedByRoute = decision === undefined ? undefined : await decision
-      if (refusedByRoute !== undefined) throw refusedByRoute
       socket.data = {
         principal,
         ip,

@@ -38,6 +38,8 @@ export function notifySubject (app: FastifyInstance, socket: GatewaySocket, err:
 export function forceDisconnect (app: FastifyInstance, socket: GatewaySocket, err: GatewayError, event = 'disconnect'): void {
   if (!socket.connected) return
   socket.data.closeReason = event === 'flood' ? 'flood' : closeReasonOf(err)
+  // A flood closes the whole connection: its other namespaces' sockets go for the same reason.
+  if (event === 'flood') closedConnections.set(socket.conn, 'flood')
   socket.emit('gateway:error', { ...packetRefusal(err), event })
   notifySubject(app, socket, err, event)
   socket.disconnect(event === 'flood')
@@ -49,4 +51,11 @@ function closeReasonOf (err: GatewayError): DisconnectReason {
     case 'TOKEN_EXPIRED': case 'KEY_EXPIRED': return 'expired'
     default: return 'policy'
   }
+}
+
+const closedConnections = new WeakMap<object, DisconnectReason>()
+
+/** Why the gateway closed a whole connection (a flood), for the sockets of its other namespaces. */
+export function connectionCloseReason (socket: GatewaySocket): DisconnectReason | undefined {
+  return closedConnections.get(socket.conn)
 }

@@ -8,6 +8,10 @@ import { answerRefusal } from '../routing/refusal.js'
 import { routeEvent } from '../routing/route-event.js'
 import type { RouteEvent } from '../routing/types.js'
 import type { GatewaySocket } from './types.js'
+import { connectionCloseReason } from './refusal.js'
+
+// What a lifecycle event weighs in a notify queue (its principal, ids and names).
+const LIFECYCLE_EVENT_BYTES = 1024
 
 /**
  * Asks the route taking `$connect` or `$join`, after the gateway's own checks
@@ -20,7 +24,7 @@ export function askRoute (
 ): undefined | Promise<GatewayError | undefined> {
   const route = app.forwarding.match(socket.nsp.name, event)
   if (route === undefined) return undefined
-  const answer = app.forwarding.send(route, routeEvent(randomUUID(), event === '$connect' ? 'connect' : 'join', principal, socket.nsp.name, room, event, null, socket.id))
+  const answer = app.forwarding.send(route, routeEvent(randomUUID(), event === '$connect' ? 'connect' : 'join', principal, socket.nsp.name, room, event, null, socket.id), LIFECYCLE_EVENT_BYTES)
   if (route.mode === 'notify') return undefined
   return Promise.resolve(answer).then((settled) => settled.ok ? undefined : answerRefusal(settled))
 }
@@ -28,7 +32,7 @@ export function askRoute (
 /** Tells the route taking `$leave`, if any (notify mode: nothing waits for it). */
 export function tellLeave (app: FastifyInstance, socket: GatewaySocket, room: string): void {
   const route = app.forwarding.match(socket.nsp.name, '$leave')
-  if (route !== undefined) void app.forwarding.send(route, routeEvent(randomUUID(), 'leave', socket.data.principal, socket.nsp.name, room, '$leave', null, socket.id))
+  if (route !== undefined) void app.forwarding.send(route, routeEvent(randomUUID(), 'leave', socket.data.principal, socket.nsp.name, room, '$leave', null, socket.id), LIFECYCLE_EVENT_BYTES)
 }
 
 /**
@@ -41,16 +45,18 @@ export function tellDisconnect (app: FastifyInstance, socket: GatewaySocket, soc
   const rooms = [...socket.rooms].filter((room) => !isManagedRoom(room, socket.id))
   const payload: RouteEvent = routeEvent(randomUUID(), 'disconnect', socket.data.principal, socket.nsp.name, null, '$disconnect', { rooms }, socket.id)
   payload.reason = disconnectReason(socket, socketIoReason)
-  void app.forwarding.send(route, payload)
+  void app.forwarding.send(route, payload, LIFECYCLE_EVENT_BYTES + rooms.length * 64)
 }
 
 /** Socket.IO's reason for a disconnect, in the words of SPEC §10 (the gateway's own reason wins when it closed the socket). */
 export function disconnectReason (socket: GatewaySocket, socketIoReason: string): DisconnectReason {
-  if (socket.data.closeReason !== undefined) return socket.data.closeReason
+  const own = socket.data.closeReason ?? connectionCloseReason(socket)
+  if (own !== undefined) return own
   switch (socketIoReason) {
     case 'client namespace disconnect': return 'client'
     case 'server shutting down': return 'shutdown'
-    // Only a key's revocation (disconnectKey, on every instance) closes a socket without a reason of its own.
+    // Every other close of the gateway's own says why (forceDisconnect, the shutdown): the one left is a
+    // key's revocation (disconnectKey, on every instance, through the adapter).
     case 'server namespace disconnect': return 'revoked'
     case 'ping timeout': return 'timeout'
     default: return 'transport'

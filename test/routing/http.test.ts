@@ -3,7 +3,7 @@ import { Webhook } from 'standardwebhooks'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { buildApp, listen, sleep } from '../helper.js'
-import { ack, connectAs, eventually, eventsWithin, keyWithPolicy, nextEvent, ROOMY_LIMITS, tokenFor } from '../support/sockets.js'
+import { ack, connectAs, eventually, eventsWithin, keyWithPolicy, nextEvent, ROOMY_LIMITS, socketAudit, tokenFor } from '../support/sockets.js'
 import { answerJson, createRoute, httpBackend, type HttpAnswer } from '../support/backends.js'
 
 type Tap = Parameters<typeof buildApp>[0]
@@ -90,8 +90,9 @@ t.test('a slow backend is UNAVAILABLE within timeoutMs', async (t) => {
   const took = Date.now() - started
   t.equal(reply.error?.code, 'UNAVAILABLE')
   t.ok(took >= 190, `not before the timeout (${took} ms)`)
-  // SPEC: within timeoutMs + 100 ms; measured ~205 ms here, the margin is kept wide for a loaded machine.
-  t.ok(took < 2000, `answered at the timeout, not at the backend's 3 s (${took} ms)`)
+  // SPEC: within timeoutMs + 100 ms. Measured 5–15 ms past the timeout here (ack round trip included); the bound keeps
+  // well over 5× that for a loaded machine and still tells a timeout from waiting on the backend's 3 s.
+  t.ok(took < 200 + 500, `answered at the timeout, not at the backend's 3 s (${took} ms)`)
   t.equal(await metric(app, /^gateway_upstream_requests_total\{route="[^"]+",outcome="timeout"\}/), 1)
 })
 
@@ -105,12 +106,15 @@ t.test('the circuit breaker opens after 5 failures, refuses at once, probes afte
   t.equal(backend.calls.length, 5)
   t.same(alerts, ['upstream_down:orders'])
   t.equal(await metric(app, /^gateway_upstream_breaker_open\{route="orders"\}/), 1)
-  const started = process.hrtime.bigint()
   const reply = await ack(alice, 'order:create', { room: 'lobby', data: 'refused' })
   t.equal(reply.error.code, 'UNAVAILABLE')
   t.equal(backend.calls.length, 5, 'an open circuit sends nothing')
-  t.ok(Number(process.hrtime.bigint() - started) / 1e6 < 1000, 'refused without waiting on the backend')
-  t.equal(await metric(app, /^gateway_upstream_requests_total\{route="orders",outcome="breaker_open"\}/), 1)
+  // Refused in under a millisecond means without waiting on anything: the upstream answers synchronously.
+  const [live] = app.forwarding.routes()
+  const refusedNow = live.upstream.request(backend.calls[0].event)
+  t.notOk(refusedNow instanceof Promise, 'an open circuit answers synchronously, not after a call')
+  t.match(refusedNow, { ok: false, code: 'UNAVAILABLE' })
+  t.equal(await metric(app, /^gateway_upstream_requests_total\{route="orders",outcome="breaker_open"\}/), 2)
 
   backend.answer = answerJson(200, { data: 'back' })
   await sleep(5200)
@@ -249,6 +253,7 @@ t.test('$join decided by the backend; $connect refused by it; $leave and $discon
 
   const refused = await connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'mallory')).then(() => undefined, (err: { message: string, data?: { code: string, message: string } }) => err)
   t.same(refused?.data, { code: 'FORBIDDEN', message: 'banned' }, 'connect_error with the backend\'s code and message')
+  await eventually(async () => (await socketAudit(app)).some((row) => row.outcome === 'refused' && row.reason === 'FORBIDDEN'), 10_000, 'the refusal audited')
 
   const alice = await connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'alice'))
   t.same(await ack(alice, 'join', { room: 'room:alice' }), { ok: true })
@@ -299,4 +304,20 @@ t.test('an answer in many chunks keeps its multi-byte characters; one over 1 MiB
   t.equal((await ack(alice, 'order:create', { room: 'lobby', data: 1 })).data, text)
   backend.answer = answerJson(200, { data: 'x'.repeat(1024 * 1024) })
   t.equal((await ack(alice, 'order:create', { room: 'lobby', data: 2 })).error.code, 'UNAVAILABLE')
+})
+
+t.test('a leave while the backend decides a join cancels that join', async (t) => {
+  const { app, alice } = await gateway(t)
+  let answerJoin: (() => void) | undefined
+  const backend = await httpBackend(t, async (call, res) => {
+    await new Promise<void>((resolve) => { answerJoin = resolve })
+    answerJson(200, { data: null })(call, res)
+  })
+  await createRoute(app, { events: ['$join'], upstream: { type: 'http', url: backend.url } })
+  const joined = ack(alice, 'join', { room: 'room:slow' })
+  await eventually(() => answerJoin !== undefined, 10_000, 'the backend asked')
+  t.same(await ack(alice, 'leave', { room: 'room:slow' }), { ok: true })
+  answerJoin!()
+  t.same(await joined, { ok: true })
+  t.notOk(app.io.of('/chat').sockets.get(alice.id)?.rooms.has('room:slow'), 'not in the room it left')
 })

@@ -62,3 +62,24 @@ t.test('routing on the embedded defaults (PGlite, in-process stores)', async (t)
   await createRoute(app, { events: ['order:*'], upstream: { type: 'http', url: backend.url } })
   t.same((await ack(alice, 'order:create', { room: 'lobby', data: 5 })).data, { got: 5 })
 })
+
+t.test('a connection carrying two namespaces: both hear the shutdown and both $disconnect say so', async (t) => {
+  const { Manager } = await import('socket.io-client')
+  const app = await buildApp(t, { ...ROOMY_LIMITS })
+  const rules = [...RULES, { effect: 'allow', namespace: '/notification', actions: ['connect'] }]
+  const key = await keyWithPolicy(app, rules)
+  const url = await listen(app)
+  const backend = await httpBackend(t)
+  for (const namespace of ['/chat', '/notification']) {
+    await createRoute(app, { namespace, events: ['$disconnect'], upstream: { type: 'http', url: backend.url }, mode: 'notify' })
+  }
+  const token = await tokenFor(app, key.apiKey, 'alice')
+  const manager = new Manager(url, { transports: ['websocket'], reconnection: false })
+  t.teardown(() => { manager.engine?.close() })
+  const sockets = ['/chat', '/notification'].map((namespace) => manager.socket(namespace, { auth: { token } }))
+  await Promise.all(sockets.map(async (socket) => { await new Promise<void>((resolve) => socket.once('connect', () => { resolve() })) }))
+  const notices = sockets.map(async (socket) => await new Promise((resolve) => socket.once('shutdown', resolve)))
+  await app.close()
+  t.equal((await Promise.all(notices)).length, 2, 'each namespace socket heard shutdown')
+  t.same(backend.calls.map((c) => [c.event.namespace, c.event.reason]).sort(), [['/chat', 'shutdown'], ['/notification', 'shutdown']])
+})
