@@ -319,5 +319,5 @@ t.test('a leave while the backend decides a join cancels that join', async (t) =
   t.same(await ack(alice, 'leave', { room: 'room:slow' }), { ok: true })
   answerJoin!()
   t.same(await joined, { ok: true })
-  t.notOk(app.io.of('/chat').sockets.get(alice.id)?.rooms.has('room:slow'), 'not in the room it left')
+  t.notOk(app.io.of('/chat').sockets.get(String(alice.id))?.rooms.has('room:slow'), 'not in the room it left')
 })
