@@ -164,7 +164,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
 const VIA: Record<string, string> = { Bh: 'via HTTP', Bs: 'via Socket.IO', Bm: 'relayed message' }
 /** Where a route's extra CPU per event goes (the goal rows' cost): D's round trip with the gateway's checks, plus this, on the same core. */
 const SECOND_HOP: Record<string, string> = {
-  Bh: 'the gateway does D\'s whole round trip with its checks, then an HTTP/1.1 request per event on the same core: signed, through undici\'s request API, one request per keep-alive connection at a time (at saturation one connection per event in flight, so about one write and one read syscall per event); see CPU per event',
+  Bh: 'the gateway does D\'s whole round trip with its checks, then an HTTP/1.1 request per event on the same core: signed, through undici\'s dispatch API, one request per keep-alive connection at a time (at saturation one connection per event in flight, so about one write and one read syscall per event); see CPU per event',
   Bs: 'the gateway does D\'s whole round trip with its checks, then a second Socket.IO round trip to the backend (encode, write, ack decode) on the same core; see CPU per event'
 }
 const ADDED_P50_GOAL = { op: '<=' as const, value: 0.5, text: 'added p50 ≤ 0.5 ms', absolute: true }
