@@ -90,6 +90,12 @@ function createTokenHeaderCheck (): (token: string) => boolean {
 // Delegated end-user tokens never carry the scopes that manage the gateway.
 const DELEGABLE_SCOPES: ReadonlySet<Scope> = new Set(['publish'])
 
+// Key ids are random UUIDs (and `root`): only a subject of that shape can be one, and one found not to be a
+// key never becomes one (nobody picks a key's id). Those answers are kept, so minting for a UUID-named user
+// costs the key lookup once; the set is emptied when full, not grown.
+const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const NOT_KEYS_MAX = 10_000
+
 export default fp(async (app) => {
   const { config } = app
   const signingKeys = await loadSigningKeys(config)
@@ -230,6 +236,16 @@ export default fp(async (app) => {
     }
   })
 
+  const notKeys = new Set<string>()
+  async function isKeyId (sub: string): Promise<boolean> {
+    if (sub === ROOT_KEY_ID) return true
+    if (!UUID_SHAPE.test(sub) || notKeys.has(sub)) return false
+    if (await orUnavailable(app.keys.findForAuth(sub)) !== undefined) return true
+    if (notKeys.size >= NOT_KEYS_MAX) notKeys.clear()
+    notKeys.add(sub)
+    return false
+  }
+
   app.decorate('issueToken', async (principal: Principal, options: TokenOptions): Promise<IssuedToken> => {
     if (principal.via === 'root') throw gatewayError('FORBIDDEN', 'ADMIN_API_KEY is accepted on admin endpoints only; mint tokens from a key')
     const ttl = options.ttl ?? config.jwt.ttl
@@ -238,6 +254,8 @@ export default fp(async (app) => {
     let scopes = principal.scopes
     if (options.sub !== undefined) {
       if (!principal.scopes.includes('token:delegate')) throw gatewayError('FORBIDDEN', 'sub requires scope token:delegate')
+      // SPEC §14: a delegated token never wears a key's identity (its user room, its refusals on /error).
+      if (await isKeyId(options.sub)) throw gatewayError('VALIDATION_FAILED', 'sub may not be the id of a key')
       sub = options.sub
       scopes = scopes.filter((s) => DELEGABLE_SCOPES.has(s))
     }

@@ -52,3 +52,20 @@ t.test('a delegated token carries nothing its key does not have', async (t) => {
   t.same((await app.authenticateToken(token, '127.0.0.1')).scopes, [], 'a scope removed from the key leaves its tokens at once')
   t.equal(await refusalCode(app.authenticateToken(token, '127.0.0.1')), 'ALLOWED', 'the token itself stays valid')
 })
+
+t.test('a delegated token never wears a key\'s identity (SPEC §14)', async (t) => {
+  const app = await buildApp(t, { RATE_LIMIT_TOKEN: '1000/minute' })
+  const delegator = await createKey(app, { scopes: ['token:delegate'] })
+  const other = await createKey(app)
+  const mint = async (sub: string): Promise<{ statusCode: number, code?: string }> => {
+    const res = await app.inject({ method: 'POST', url: '/auth/token', headers: { 'x-api-key': delegator.apiKey }, payload: { sub } })
+    return { statusCode: res.statusCode, code: res.json().code }
+  }
+  for (const [what, sub] of [['another key\'s id', other.id], ['its own key\'s id', delegator.id], ['the root admin\'s', 'root']]) {
+    t.same(await mint(sub), { statusCode: 400, code: 'VALIDATION_FAILED' }, what)
+  }
+  t.equal((await mint('6f1c7e2a-5b7d-4c41-9a51-0e8f2d3b4c5d')).statusCode, 200, 'a UUID that is no key is a subject like any')
+  t.equal((await mint('6f1c7e2a-5b7d-4c41-9a51-0e8f2d3b4c5d')).statusCode, 200, 'and stays one (the answer is kept)')
+  t.equal((await mint(other.id.toUpperCase())).statusCode, 200, 'subjects compare exactly: an upper-cased id is another subject')
+  t.equal((await mint('alice')).statusCode, 200)
+})
