@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { serveLoadGenerator, isEntry } from './scenario.js'
 import { usageNow, usageSince } from './sched.js'
 import { percentile, sleep } from './stats.js'
-import { openMany, type WireSocket } from './wire.js'
+import { openInRooms, type WireSocket } from './wire.js'
 
 export const ACK_LOAD_FILE = fileURLToPath(import.meta.url)
 const NAMESPACE = '/chat'
@@ -113,16 +113,8 @@ function loadGenerator (): void {
   serveLoadGenerator({
     /** Connects the clients (a token each, or a `sub` for a server without auth) and joins each to its room of two. */
     connect: async (args: { url: string, tokens: Array<string | null>, subs: string[] }) => {
-      ({ sockets } = await openMany(args.tokens.length, 50, (i) => ({
-        url: args.url,
-        namespace: NAMESPACE,
-        auth: args.tokens[i] === null ? { sub: args.subs[i] } : { token: args.tokens[i] }
-      })))
-      for (const [i, socket] of sockets.entries()) {
-        const joined = await socket.emitWithAck('join', { room: roomOf(i) }) as { ok?: boolean }
-        if (joined?.ok !== true) throw new Error(`join refused: ${JSON.stringify(joined)}`)
-        socket.onEvent = () => { if (inWindow) deliveries++ }
-      }
+      sockets = await openInRooms(args, NAMESPACE, roomOf)
+      for (const socket of sockets) socket.onEvent = () => { if (inWindow) deliveries++ }
       return { clients: sockets.length }
     },
     /** One round trip of `event`, its ack decoded (the set-up checks). */

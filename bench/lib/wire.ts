@@ -212,3 +212,22 @@ export function sourceAddress (i: number, count: number): string | undefined {
 export function closeAll (sockets: WireSocket[]): void {
   for (const socket of sockets) socket.close()
 }
+
+/**
+ * Opens one socket per token on `namespace` (a `sub` in `auth` for a server without authentication)
+ * and joins socket i to `roomOf(i)`: the set-up of the load generators that pair their clients in rooms.
+ */
+export async function openInRooms (
+  args: { url: string, tokens: Array<string | null>, subs: string[] }, namespace: string, roomOf: (i: number) => string
+): Promise<WireSocket[]> {
+  const { sockets } = await openMany(args.tokens.length, 50, (i) => ({
+    url: args.url,
+    namespace,
+    auth: args.tokens[i] === null ? { sub: args.subs[i] } : { token: args.tokens[i] }
+  }))
+  for (const [i, socket] of sockets.entries()) {
+    const joined = await socket.emitWithAck('join', { room: roomOf(i) }) as { ok?: boolean }
+    if (joined?.ok !== true) throw new Error(`join refused: ${JSON.stringify(joined)}`)
+  }
+  return sockets
+}

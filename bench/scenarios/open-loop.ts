@@ -10,7 +10,7 @@ import { startLoad, type ServerHandle } from '../lib/processes.js'
 import { isEntry, serveLoadGenerator, VARIANT_DESCRIPTIONS, type BenchSettings, type ScenarioResult, type ServerSet, type WindowStats, byVariant, cpuShares, type Series, type Metric, recordTrial, loadedWindow, releaseRigs, type Rig } from '../lib/scenario.js'
 import { percentile, sleep, summarize, trialOrder } from '../lib/stats.js'
 import { usageNow, usageSince } from '../lib/sched.js'
-import { decodeEvent, openMany, type WireSocket } from '../lib/wire.js'
+import { decodeEvent, openInRooms, type WireSocket } from '../lib/wire.js'
 
 const FILE = fileURLToPath(import.meta.url)
 const NAMESPACE = '/chat'
@@ -117,15 +117,7 @@ function loadGenerator (): void {
   serveLoadGenerator({
     /** Connects the clients, pairs them in rooms and checks that a publish reaches the partner and nobody else. */
     connect: async (args: { url: string, tokens: Array<string | null>, subs: string[] }) => {
-      ({ sockets } = await openMany(args.tokens.length, 50, (i) => ({
-        url: args.url,
-        namespace: NAMESPACE,
-        auth: args.tokens[i] === null ? { sub: args.subs[i] } : { token: args.tokens[i] }
-      })))
-      for (const [i, socket] of sockets.entries()) {
-        const joined = await socket.emitWithAck('join', { room: roomOf(i) }) as { ok?: boolean }
-        if (joined?.ok !== true) throw new Error(`join refused: ${JSON.stringify(joined)}`)
-      }
+      sockets = await openInRooms(args, NAMESPACE, roomOf)
       const stray: number[] = []
       sockets.forEach((socket, i) => { if (i !== 1) socket.onEvent = () => { stray.push(i) } })
       const received = new Promise<unknown[]>((resolve) => { sockets[1].onEvent = (frame) => { resolve(decodeEvent(frame, NAMESPACE)) } })

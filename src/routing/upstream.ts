@@ -26,7 +26,7 @@ const BLOCKED_POLL_MS = 250
 
 const UNAVAILABLE: UpstreamAnswer = { ok: false, code: 'UNAVAILABLE', message: 'The backend service is unavailable' }
 
-interface Pending { event: RouteEvent, bytes: number, firstAt: number, attempts: number }
+interface Pending { event: RouteEvent, bytes: number, firstAt: number, attempts: number, retryAt: number }
 
 /**
  * One upstream of a route, with its protection (SPEC §10): at most
@@ -55,7 +55,8 @@ export class RouteUpstream {
     private readonly limits: UpstreamLimits,
     private readonly reports: UpstreamReports
   ) {
-    this.breaker = new CircuitBreaker((open) => { reports.breaker(open) })
+    // A replaced upstream's breaker is no longer the route's: it changes silently while the old one drains.
+    this.breaker = new CircuitBreaker((open) => { if (this.successor === undefined) reports.breaker(open) })
   }
 
   get breakerOpen (): boolean { return this.breaker.open }
@@ -81,7 +82,7 @@ export class RouteUpstream {
       return false
     }
     this.queuedBytes += bytes
-    this.ready.push({ event, bytes, firstAt: Date.now(), attempts: 0 })
+    this.ready.push({ event, bytes, firstAt: Date.now(), attempts: 0, retryAt: 0 })
     this.pump()
     return true
   }
@@ -89,7 +90,16 @@ export class RouteUpstream {
   /** Moves the notify queue of an upstream this one replaces (a route's upstream was edited). */
   adopt (previous: RouteUpstream): void {
     previous.successor = this
-    for (const pending of previous.takeQueue()) this.requeue(pending, false)
+    const now = Date.now()
+    for (const pending of previous.takeQueue()) {
+      // An event waiting for its retry keeps what is left of its backoff.
+      if (pending.retryAt > now) {
+        this.queuedBytes += pending.bytes
+        this.wait(pending, pending.retryAt - now)
+      } else {
+        this.requeue(pending, false)
+      }
+    }
     this.pump()
   }
 
@@ -203,6 +213,12 @@ export class RouteUpstream {
     pending.attempts++
     const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (pending.attempts - 1)) * (0.75 + Math.random() / 2)
     if (Date.now() + delay - pending.firstAt >= NOTIFY_RETRY_FOR_MS) return this.giveUp(pending)
+    this.wait(pending, delay)
+  }
+
+  /** Holds a queued event back for `delay` ms, then puts it at the end of the ready queue. */
+  private wait (pending: Pending, delay: number): void {
+    pending.retryAt = Date.now() + delay
     this.retrying.add(pending)
     const timer = setTimeout(() => {
       this.timers.delete(timer)

@@ -321,3 +321,17 @@ t.test('a leave while the backend decides a join cancels that join', async (t) =
   t.same(await joined, { ok: true })
   t.notOk(app.io.of('/chat').sockets.get(String(alice.id))?.rooms.has('room:slow'), 'not in the room it left')
 })
+
+t.test('notify mode: events queued for a route whose upstream is edited go out through the new one', async (t) => {
+  const { app, alice } = await gateway(t)
+  const down = await httpBackend(t)
+  await down.close()
+  const route = await createRoute(app, { name: 'queued', events: ['order:*'], upstream: { type: 'http', url: down.url }, mode: 'notify', timeoutMs: 500 })
+  const ids: string[] = []
+  for (let i = 0; i < 10; i++) ids.push((await ack(alice, 'order:create', { room: 'lobby', data: i })).id)
+  const up = await httpBackend(t)
+  const edited = await app.inject({ method: 'PUT', url: `/v1/routes/${route.id}`, headers: { 'x-api-key': 'test-admin-key-0123456789abcdefghijklmnopqrstuvwxyz' }, payload: { name: 'queued', namespace: '/chat', events: ['order:*'], upstream: { type: 'http', url: up.url }, mode: 'notify' } })
+  t.equal(edited.statusCode, 200)
+  await eventually(() => new Set(up.calls.map((c) => c.event.id)).size === 10, 20_000, 'every queued event through the new upstream')
+  t.same([...new Set(up.calls.map((c) => c.event.id))].sort(), [...ids].sort())
+})
