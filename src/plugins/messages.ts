@@ -4,7 +4,7 @@ import { namespaceRefusal, type Principal } from '../auth/principal.js'
 import type { GatewayError } from '../errors.js'
 import type { RelayedMessage } from '../protocol/messages.js'
 import { routeEvent } from '../routing/route-event.js'
-import { answerRefusal } from '../routing/refusal.js'
+import { backendRefusal } from '../routing/backend-refusal.js'
 import type { RouteEvent, UpstreamAnswer } from '../routing/types.js'
 
 declare module 'fastify' {
@@ -85,10 +85,10 @@ export default fp(async (app) => {
     if (route === undefined) return emit({ sub: principal.sub }, request, origin)
     const id = randomUUID()
     const settle = (answer: UpstreamAnswer): Delivered | GatewayError => {
-      if (!answer.ok) return answerRefusal(answer)
+      if (!answer.ok) return backendRefusal(answer)
       // Relayed only once the backend took it: a refused order is not shown to the room.
       if (route.relay) emit({ sub: principal.sub }, request, origin, id)
-      return route.mode === 'request' ? { id, routed: { data: answer.data ?? null } } : { id }
+      return route.mode === 'request' ? { id, routed: { data: answer.data } } : { id }
     }
     const answer = router!.send(route, routeEvent(id, 'event', principal, request.namespace, request.room, request.event, request.data, origin.exceptSocketId!), origin.bytes)
     return answer instanceof Promise ? answer.then(settle) : settle(answer)

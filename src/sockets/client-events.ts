@@ -3,12 +3,12 @@ import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import { keyRoom, userRoom } from '../protocol/rooms.js'
 import type { RefreshPayload, RoomPayload } from './envelopes.js'
-import { packetRefusal } from './refusal.js'
+import { answerRefusal, packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
 import type { Ack } from '../protocol/messages.js'
 import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewaySocket } from './types.js'
-import { answerFault, guarded } from './guarded.js'
+import { answerFault, FAULTED, guarded } from './guarded.js'
 import { askRoute, tellDisconnect, tellLeave } from './route-hooks.js'
 
 /**
@@ -30,15 +30,15 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
     const finish = (refused: GatewayError | undefined, asked: boolean): void => {
       guarded(app, socket, 'join', ack, () => {
         const cancelled = asked && awaitingJoin?.delete(room) !== true
-        if (refused !== undefined) return answerRefused(socket, 'join', ack, refused)
+        if (refused !== undefined) return answerRefusal(socket, 'join', ack, packetRefusal(refused))
         // The socket's own user room is joined already (the gate checked the policy allows it).
         if (!cancelled && !socket.rooms.has(room) && socket.connected) void socket.join(room)
         ack?.({ ok: true })
       })
     }
     // A room the socket is in needs no backend's word; a new one may (a route taking `$join`, SPEC §10).
-    const decision = socket.rooms.has(room) ? undefined : guardedCall(app, socket, 'join', ack, () => askRoute(app, socket, socket.data.principal, '$join', room))
-    if (decision === false) return
+    const decision = socket.rooms.has(room) ? undefined : guarded(app, socket, 'join', ack, () => askRoute(app, socket, socket.data.principal, '$join', room))
+    if (decision === FAULTED) return
     if (decision === undefined) return finish(undefined, false)
     ;(awaitingJoin ??= new Set()).add(room)
     decision.then((refused) => { finish(refused, true) }, (err: unknown) => { answerFault(app, socket, 'join', ack, err) })
@@ -63,7 +63,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
     void refresh(app, socket, payload.token, () => { expiry.watch(socket) }).then(
       (expiresAt) => { guarded(app, socket, 'auth:refresh', ack, () => { ack?.({ ok: true, expiresAt }) }) },
       (err: unknown) => {
-        guarded(app, socket, 'auth:refresh', ack, () => { answerRefused(socket, 'auth:refresh', ack, isGatewayError(err) ? err : gatewayError('UNAVAILABLE')) })
+        guarded(app, socket, 'auth:refresh', ack, () => { answerRefusal(socket, 'auth:refresh', ack, packetRefusal(isGatewayError(err) ? err : gatewayError('UNAVAILABLE'))) })
       })
   })
 
@@ -87,21 +87,4 @@ async function refresh (app: FastifyInstance, socket: GatewaySocket, token: stri
   socket.data.principal = next
   rescheduleExpiry()
   return new Date((next.exp ?? 0) * 1000).toISOString()
-}
-
-/** A refusal of the gateway's handlers (not the packet gate's): in the ack, or `gateway:error` without one. */
-function answerRefused (socket: GatewaySocket, event: string, ack: Ack | undefined, err: GatewayError): void {
-  const refusal = packetRefusal(err)
-  if (ack !== undefined) ack({ ok: false, error: refusal })
-  else socket.emit('gateway:error', { ...refusal, event })
-}
-
-/** Runs `work`; a throw (a bug) is answered as a fault and reported as `false`. */
-function guardedCall<T> (app: FastifyInstance, socket: GatewaySocket, where: string, ack: Ack | undefined, work: () => T): T | false {
-  try {
-    return work()
-  } catch (err) {
-    answerFault(app, socket, where, ack, err)
-    return false
-  }
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import type { Delivered } from '../plugins/messages.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
-import { forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
+import { answerRefusal, forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
 import { HANDLED_EVENTS, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
 import { isManagedRoom } from '../protocol/rooms.js'
 import type { Ack } from '../protocol/messages.js'
@@ -48,8 +48,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket) {
     const body = packetRefusal(err)
     // Never more of the client's event name than the longest one accepted.
     const echoed = typeof event === 'string' ? event.slice(0, MAX_EVENT_NAME) : event
-    if (ack !== undefined) ack({ ok: false, error: body })
-    else socket.emit('gateway:error', { ...body, event: echoed })
+    answerRefusal(socket, echoed, ack, body)
     const state = socket.data
     if (pastSocketLimit || err.code === 'RATE_LIMITED') {
       if (state.rateNoticeAt === state.windowStart) return

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { GatewayError } from '../errors.js'
-import type { RefusalBody } from '../protocol/messages.js'
+import type { Ack, RefusalBody } from '../protocol/messages.js'
 import { userRoom } from '../protocol/rooms.js'
 import type { DisconnectReason } from '../plugins/io.js'
 import type { GatewaySocket } from './types.js'
@@ -19,6 +19,12 @@ export function connectRefusal (err: GatewayError): ConnectRefusal {
 /** The body of a refused packet: in the ack, or in `gateway:error` with the event name. */
 export function packetRefusal (err: GatewayError): RefusalBody {
   return { code: err.code, message: err.message, ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {}) }
+}
+
+/** Tells the client a refusal of its packet `event`: through the packet's ack, or `gateway:error` without one. */
+export function answerRefusal (socket: GatewaySocket, event: string, ack: Ack | undefined, body: RefusalBody): void {
+  if (ack !== undefined) ack({ ok: false, error: body })
+  else socket.emit('gateway:error', { ...body, event })
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Principal } from '../auth/principal.js'
 import type { GatewayError } from '../errors.js'
 import type { DisconnectReason } from '../plugins/io.js'
 import { isManagedRoom } from '../protocol/rooms.js'
-import { answerRefusal } from '../routing/refusal.js'
+import { backendRefusal } from '../routing/backend-refusal.js'
 import { routeEvent } from '../routing/route-event.js'
 import type { RouteEvent } from '../routing/types.js'
 import type { GatewaySocket } from './types.js'
@@ -26,7 +26,7 @@ export function askRoute (
   if (route === undefined) return undefined
   const answer = app.forwarding.send(route, routeEvent(randomUUID(), event === '$connect' ? 'connect' : 'join', principal, socket.nsp.name, room, event, null, socket.id), LIFECYCLE_EVENT_BYTES)
   if (route.mode === 'notify') return undefined
-  return Promise.resolve(answer).then((settled) => settled.ok ? undefined : answerRefusal(settled))
+  return Promise.resolve(answer).then((settled) => settled.ok ? undefined : backendRefusal(settled))
 }
 
 /** Tells the route taking `$leave`, if any (notify mode: nothing waits for it). */

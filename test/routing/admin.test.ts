@@ -35,6 +35,24 @@ t.test('routes: create (secret once), read, list, replace, rotate, delete', asyn
   t.same(app.forwarding.routes(), [])
 })
 
+t.test('routes: the list pages newest first to the end', async (t) => {
+  const app = await buildApp(t)
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++) ids.push((await createRoute(app, { name: `r${i}`, events: ['e'], upstream: HTTP })).id)
+  const seen: string[] = []
+  let cursor: string | null = null
+  do {
+    const query: string = cursor === null ? '' : `&cursor=${cursor}`
+    const res = await app.inject({ url: `/v1/routes?limit=2${query}`, headers: adminHeaders })
+    t.equal(res.statusCode, 200)
+    const page: { items: Array<{ id: string }>, nextCursor: string | null } = res.json()
+    seen.push(...page.items.map((item) => item.id))
+    cursor = page.nextCursor
+  } while (cursor !== null)
+  t.same(seen, [...ids].reverse())
+  t.equal((await app.inject({ url: '/v1/routes?cursor=not-a-cursor', headers: adminHeaders })).statusCode, 400)
+})
+
 t.test('routes: validation', async (t) => {
   const app = await buildApp(t)
   const base = { name: 'r', namespace: '/chat', events: ['order:*'], upstream: HTTP }

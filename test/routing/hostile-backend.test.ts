@@ -46,7 +46,9 @@ t.test('hostile HTTP answers never stop the gateway nor reach a client unchecked
 t.test('hostile Socket.IO acks never stop the gateway nor reach a client unchecked', async (t) => {
   const app = await buildApp(t, { ...ROOMY_LIMITS, RATE_LIMIT_SOCKET: '10000/second' })
   const key = await keyWithPolicy(app, RULES)
-  const alice = await connectAs(t, await listen(app), '/chat', await tokenFor(app, key.apiKey, 'alice'))
+  const url = await listen(app)
+  const [alice, bob] = await Promise.all([connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'alice')), connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'bob'))])
+  await ack(bob, 'join', { room: 'lobby' })
   let next: unknown = null
   const backend = await socketIoBackend(t, () => next)
   await createRoute(app, { events: ['order:*'], upstream: { type: 'socketio', url: backend.url, namespace: '/spark' } })
@@ -60,5 +62,7 @@ t.test('hostile Socket.IO acks never stop the gateway nor reach a client uncheck
     next = value
     assertClientAnswer(t, await ack(alice, 'order:create', { room: 'lobby', data: 1 }))
   }), { numRuns: 150, seed: 14_2026 })
-  t.ok(app.server.listening)
+  const message = nextEvent(bob, 'message')
+  await ack(alice, 'message', { room: 'lobby', data: 'still here' })
+  t.match(await message, { data: 'still here' }, 'the gateway still relays')
 })

@@ -47,12 +47,16 @@ t.test('a Socket.IO backend: signed handshake, spark:event answered through its 
   t.match(await gatewaySocket.timeout(10_000).emitWithAck('spark:publish', { namespace: '/chat', room: 'lobby', event: 'gateway:error', data: 1 }), { ok: false, error: { code: 'FORBIDDEN' } }, 'a reserved event is refused')
   t.match(await gatewaySocket.timeout(10_000).emitWithAck('spark:publish', { room: 'lobby' }), { ok: false, error: { code: 'VALIDATION_FAILED' } }, 'a malformed publish is refused')
 
-  // While the backend is down, the route answers UNAVAILABLE at once.
+  // While the backend is down, the route answers UNAVAILABLE at once, and five of those open the breaker.
+  const alerts: string[] = []
+  app.alerts.onAlert((alert) => { alerts.push(`${alert.kind}:${alert.route}`) })
   await backend.close()
   await eventually(() => !app.forwarding.routes()[0].upstream.transport.ready, 10_000, 'the gateway saw the backend go')
   const started = Date.now()
   t.equal((await ack(alice, 'order:create', { room: 'lobby', data: { item: 1 } })).error.code, 'UNAVAILABLE')
-  t.ok(Date.now() - started < 1000, 'at once, not after timeoutMs')
+  t.ok(Date.now() - started < 1000, 'at once, not after timeoutMs (5 s)')
+  for (let i = 0; i < 4; i++) await ack(alice, 'order:create', { room: 'lobby', data: { item: 1 } })
+  t.same(alerts, ['upstream_down:orders-io'], 'a backend that stays down raises upstream_down')
 })
 
 t.test('a Socket.IO upstream that refused the handshake is tried again until it accepts', async (t) => {
