@@ -10,6 +10,8 @@ export interface Principal {
   keyId: string
   /** The subject: the key id, or the end user of a delegated token. */
   sub: string
+  /** The key's tenant (SPEC §14): the rooms, subjects and refusals this caller can reach. */
+  tenant: string
   scopes: readonly Scope[]
   policyId: string | null
   /** Namespace down-scope from the token; undefined = every namespace the policy allows. */

@@ -8,6 +8,8 @@ export interface KeyRateLimit { max: number, windowSeconds: number }
 export interface ApiKeyRecord {
   id: string
   name: string
+  /** The tenant the key and its tokens' clients live in (SPEC §14); never changes. */
+  tenant: string
   scopes: Scope[]
   policyId: string | null
   allowedIps: string[]
@@ -26,6 +28,7 @@ export interface ApiKeyRecord {
 
 export interface NewKeyInput {
   name: string
+  tenant?: string
   scopes?: Scope[]
   policyId?: string | null
   allowedIps?: string[]
@@ -34,6 +37,6 @@ export interface NewKeyInput {
   expiresAt?: string | null
 }
 
-export type KeyPatch = Partial<NewKeyInput>
+export type KeyPatch = Partial<Omit<NewKeyInput, 'tenant'>>
 
 export interface Page<T> { items: T[], nextCursor: string | null }

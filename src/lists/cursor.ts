@@ -38,15 +38,22 @@ export function decodeTimeCursor (cursor: string): { at: string, id: string } {
 
 /**
  * One page of a table listed newest first, by `(created_at, id)` keyset: the
- * key and policy lists share it. `table` is one of ours, never user input.
+ * key, policy and route lists share it. `table` is one of ours, never user
+ * input; so is the column of `where` (its value is a parameter).
  */
 export async function pageNewestFirst<Row extends { id: string }, Item> (
-  sql: Sql, table: 'api_keys' | 'policies' | 'routes', limit: number, cursor: string | undefined, toItem: (row: Row) => Item
+  sql: Sql, table: 'api_keys' | 'policies' | 'routes', limit: number, cursor: string | undefined, toItem: (row: Row) => Item,
+  where?: { tenant: string }
 ): Promise<Page<Item>> {
   const after = cursor === undefined ? undefined : decodeTimeCursor(cursor)
+  const filters = [
+    ...(where === undefined ? [] : [sql`tenant = ${where.tenant}`]),
+    ...(after === undefined ? [] : [sql`(created_at, id) < (${after.at}::timestamptz, ${after.id})`])
+  ]
+  const condition = filters.length === 0 ? sql`` : filters.length === 1 ? sql`where ${filters[0]}` : sql`where ${filters[0]} and ${filters[1]}`
   const rows = await sql<Array<Row & { cursor_at: string }>>`
     select *, to_char(created_at at time zone 'UTC', ${CURSOR_TIME_FORMAT}) as cursor_at from ${sql(table)}
-    ${after === undefined ? sql`` : sql`where (created_at, id) < (${after.at}::timestamptz, ${after.id})`}
+    ${condition}
     order by created_at desc, id desc limit ${limit + 1}`
   const page = rows.slice(0, limit)
   const last = page[page.length - 1]

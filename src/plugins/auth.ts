@@ -7,6 +7,7 @@ import type { ApiKeyRecord, Scope } from '../keys/types.js'
 import { gatewayError, isGatewayError, orUnavailable, type GatewayError } from '../errors.js'
 import { loadSigningKeys, type SigningKeys } from '../auth/jwt-keys.js'
 import { ROOT_KEY_ID, type Principal } from '../auth/principal.js'
+import { DEFAULT_TENANT } from '../protocol/rooms.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -38,7 +39,8 @@ export interface IssuedToken { accessToken: string, tokenType: 'Bearer', expires
 export type AuthError = GatewayError & { keyId?: string }
 
 // `kgen`: the generation of the key's secret the token was minted from (a private claim, see keys/rotation.ts).
-interface TokenClaims { sub: string, kid: string, jti: string, scope: string, ns?: string[], exp: number, iat: number, kgen?: number }
+// `tnt`: the key's tenant (SPEC §14); tokens minted before tenants carry none and are the default tenant's.
+interface TokenClaims { sub: string, kid: string, tnt?: string, jti: string, scope: string, ns?: string[], exp: number, iat: number, kgen?: number }
 
 export const revokedJtiFlag = (jti: string): string => `revoked:jti:${jti}`
 /** Broadcast with a jti when a token is revoked (heard through onTokenRevoked). */
@@ -179,7 +181,7 @@ export default fp(async (app) => {
   app.decorate('authenticateKey', async (rawKey: string, ip: string): Promise<Principal> => {
     // The root credential is compared first and always, so its check costs every attempt the same.
     if (secretMatches(rawKey, rootHash)) {
-      return { keyId: ROOT_KEY_ID, sub: ROOT_KEY_ID, scopes: ['admin'], policyId: null, rateLimit: null, maxConnections: null, via: 'root' }
+      return { keyId: ROOT_KEY_ID, sub: ROOT_KEY_ID, tenant: DEFAULT_TENANT, scopes: ['admin'], policyId: null, rateLimit: null, maxConnections: null, via: 'root' }
     }
     const parsed = parseApiKey(rawKey)
     let key = parsed === undefined ? undefined : await findKey(parsed.id)
@@ -195,7 +197,7 @@ export default fp(async (app) => {
     if (generation === undefined || key === undefined) throw refuse('UNAUTHORIZED', key?.id)
     checkKeyState(key, ip)
     app.keys.markUsed(key.id)
-    return { keyId: key.id, sub: key.id, scopes: key.scopes, policyId: key.policyId, keyGeneration: generation, rateLimit: key.rateLimit, maxConnections: key.maxConnections, via: 'key' }
+    return { keyId: key.id, sub: key.id, tenant: key.tenant, scopes: key.scopes, policyId: key.policyId, keyGeneration: generation, rateLimit: key.rateLimit, maxConnections: key.maxConnections, via: 'key' }
   })
 
   app.decorate('authenticateToken', async (token: string, ip: string): Promise<Principal> => {
@@ -216,6 +218,8 @@ export default fp(async (app) => {
     if (revoked > 0) throw refuse('TOKEN_REVOKED', claims.kid)
     const found = await findKey(claims.kid)
     if (found === undefined) throw refuse('UNAUTHORIZED')
+    // The key's tenant is the one that counts; a token claiming another was not minted by this gateway.
+    if ((claims.tnt ?? DEFAULT_TENANT) !== found.tenant) throw refuse('UNAUTHORIZED', found.id)
     checkKeyState(found, ip)
     const key = await assertGenerationLive(found, generation)
     if (key !== found) checkKeyState(key, ip)
@@ -224,6 +228,7 @@ export default fp(async (app) => {
     return {
       keyId: key.id,
       sub: claims.sub,
+      tenant: key.tenant,
       scopes,
       policyId: key.policyId,
       ns: Array.isArray(claims.ns) ? claims.ns : undefined,
@@ -264,7 +269,7 @@ export default fp(async (app) => {
     const iat = Math.floor(Date.now() / 1000)
     const exp = iat + ttl
     const claims: Omit<TokenClaims, 'ns'> & { ns?: readonly string[] } = {
-      sub, kid: principal.keyId, jti: randomUUID(), scope: scopes.join(' '), iat, exp, kgen: principal.keyGeneration ?? 0
+      sub, kid: principal.keyId, tnt: principal.tenant, jti: randomUUID(), scope: scopes.join(' '), iat, exp, kgen: principal.keyGeneration ?? 0
     }
     if (ns !== undefined) claims.ns = ns
     const accessToken = app.jwt.sign(claims)

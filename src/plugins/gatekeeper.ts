@@ -113,7 +113,10 @@ export default fp(async (app) => {
   app.decorate('requireAdmin', async (req: FastifyRequest) => {
     req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requireScope('admin') })
   })
+  // The root admin stands above tenants and policies (SPEC §14): it publishes into the tenant it names.
+  const publisherScope = requireScope('publish')
+  const requirePublishRight = (principal: Principal): void => { if (principal.via !== 'root') publisherScope(principal) }
   app.decorate('requirePublisher', async (req: FastifyRequest) => {
-    req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requireScope('publish') })
+    req.principal = await admit(requestCredential(req), { ...httpAttempt(req), authorize: requirePublishRight })
   })
 }, { name: 'gatekeeper', fastify: '5.x', dependencies: ['auth', 'audit', 'anomaly'] })

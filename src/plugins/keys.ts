@@ -7,6 +7,7 @@ import { pageNewestFirst } from '../lists/cursor.js'
 import { KEYS_ROTATED, type RotationNotice } from '../keys/rotation.js'
 import type { ApiKeyRecord, KeyPatch, NewKeyInput, Page, Scope } from '../keys/types.js'
 import type { SharedStore } from '../stores/shared-store.js'
+import { DEFAULT_TENANT } from '../protocol/rooms.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,7 +17,8 @@ declare module 'fastify' {
 
 export interface KeyStore {
   create: (input: NewKeyInput) => Promise<{ record: ApiKeyRecord, apiKey: string }>
-  list: (limit: number, cursor?: string) => Promise<Page<ApiKeyRecord>>
+  /** Newest first; only the keys of `tenant` when it is given. */
+  list: (limit: number, cursor?: string, tenant?: string) => Promise<Page<ApiKeyRecord>>
   get: (id: string) => Promise<ApiKeyRecord | undefined>
   update: (id: string, patch: KeyPatch) => Promise<ApiKeyRecord | undefined>
   /** Idempotent: a revoked key keeps its first revocation time. */
@@ -50,6 +52,7 @@ const AUTH_LOOKUP_DEADLINE_MS = 1500
 interface KeyRow {
   id: string
   name: string
+  tenant: string
   secret_hash: Buffer
   previous_secret_hash: Buffer | null
   previous_expires_at: Date | null
@@ -69,6 +72,7 @@ function toRecord (row: KeyRow): ApiKeyRecord {
   return {
     id: row.id,
     name: row.name,
+    tenant: row.tenant,
     scopes: row.scopes as Scope[],
     policyId: row.policy_id,
     allowedIps: row.allowed_ips,
@@ -118,15 +122,15 @@ export function createKeyStore (sql: Sql, store: SharedStore): KeyStore & { flus
     async create (input) {
       const key = generateApiKey()
       const [row] = await sql<KeyRow[]>`
-        insert into api_keys (id, name, secret_hash, scopes, policy_id, allowed_ips, rate_limit, max_connections, expires_at)
-        values (${key.id}, ${input.name}, ${key.secretHash}, ${input.scopes ?? []}, ${input.policyId ?? null},
+        insert into api_keys (id, name, tenant, secret_hash, scopes, policy_id, allowed_ips, rate_limit, max_connections, expires_at)
+        values (${key.id}, ${input.name}, ${input.tenant ?? DEFAULT_TENANT}, ${key.secretHash}, ${input.scopes ?? []}, ${input.policyId ?? null},
                 ${input.allowedIps ?? []}, ${jsonb(input.rateLimit) as never}, ${input.maxConnections ?? null}, ${input.expiresAt ?? null})
         returning *`.catch(unknownPolicy)
       return { record: toRecord(row), apiKey: key.apiKey }
     },
 
-    async list (limit, cursor) {
-      return await pageNewestFirst<KeyRow, ReturnType<typeof toRecord>>(sql, 'api_keys', limit, cursor, toRecord)
+    async list (limit, cursor, tenant) {
+      return await pageNewestFirst<KeyRow, ReturnType<typeof toRecord>>(sql, 'api_keys', limit, cursor, toRecord, tenant === undefined ? undefined : { tenant })
     },
 
     get: load,

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import { namespaceRefusal, type Principal } from '../auth/principal.js'
 import type { GatewayError } from '../errors.js'
 import type { RelayedMessage } from '../protocol/messages.js'
+import { tenantRoom } from '../protocol/rooms.js'
 import { routeEvent } from '../routing/route-event.js'
 import { backendRefusal } from '../routing/backend-refusal.js'
 import type { RouteEvent, UpstreamAnswer } from '../routing/types.js'
@@ -52,8 +53,8 @@ export interface Messages {
    * instance. A promise only when the quota or a backend needs a round trip.
    */
   deliver: (principal: Principal, request: PublishRequest, origin: PublishOrigin) => DeliverResult
-  /** A backend's own publish (`spark:publish`, SPEC §10): delivered to the room, from the route. */
-  deliverFromRoute: (routeName: string, request: PublishRequest) => Delivered
+  /** A backend's own publish (`spark:publish`, SPEC §10): delivered to the room of `tenant`, from the route. */
+  deliverFromRoute: (routeName: string, tenant: string, request: PublishRequest) => Delivered
   /** Where routed client events go (set once, by the routing plugin). */
   useRouter: <R extends PipelineRoute>(router: MessageRouter<R>) => void
   /** The wire size of a message being delivered right now (what connection-state recovery stores is bounded in bytes). */
@@ -66,9 +67,10 @@ export default fp(async (app) => {
   let deliveringBytes = 0
   let router: MessageRouter | undefined
 
-  function emit (from: RelayedMessage['from'], { namespace, room, event, data }: PublishRequest, origin: PublishOrigin, id: string = randomUUID()): Delivered {
+  // A message reaches its tenant's room only (SPEC §14); its `room` is the name the tenant's clients know.
+  function emit (from: RelayedMessage['from'], tenant: string, { namespace, room, event, data }: PublishRequest, origin: PublishOrigin, id: string = randomUUID()): Delivered {
     const message: RelayedMessage = { id, room, from, data, ts: Date.now() }
-    const target = app.io.of(namespace).to(room)
+    const target = app.io.of(namespace).to(tenantRoom(tenant, room))
     deliveringMessage = message
     deliveringBytes = origin.bytes
     try {
@@ -82,12 +84,12 @@ export default fp(async (app) => {
   /** A client's event: to its route when one takes it, else to the room. */
   function dispatch (principal: Principal, request: PublishRequest, origin: PublishOrigin): Delivered | GatewayError | Promise<Delivered | GatewayError> {
     const route = origin.exceptSocketId === undefined ? undefined : router?.match(request.namespace, request.event)
-    if (route === undefined) return emit({ sub: principal.sub }, request, origin)
+    if (route === undefined) return emit({ sub: principal.sub }, principal.tenant, request, origin)
     const id = randomUUID()
     const settle = (answer: UpstreamAnswer): Delivered | GatewayError => {
       if (!answer.ok) return backendRefusal(answer)
       // Relayed only once the backend took it: a refused order is not shown to the room.
-      if (route.relay) emit({ sub: principal.sub }, request, origin, id)
+      if (route.relay) emit({ sub: principal.sub }, principal.tenant, request, origin, id)
       return route.mode === 'request' ? { id, routed: { data: answer.data } } : { id }
     }
     const answer = router!.send(route, routeEvent(id, 'event', principal, request.namespace, request.room, request.event, request.data, origin.exceptSocketId!), origin.bytes)
@@ -105,8 +107,8 @@ export default fp(async (app) => {
       if (!(quota instanceof Promise)) return quota
       return quota.then((refused) => refused ?? dispatch(principal, request, origin))
     },
-    deliverFromRoute (routeName, request) {
-      return emit({ sub: `route:${routeName}`, route: routeName }, request, { bytes: 0 })
+    deliverFromRoute (routeName, tenant, request) {
+      return emit({ sub: `route:${routeName}`, route: routeName }, tenant, request, { bytes: 0 })
     },
     useRouter (next) {
       // The router is only ever handed back the routes its own match returned.

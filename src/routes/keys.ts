@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { gatewayError } from '../errors.js'
 import type { ApiKeyRecord, KeyPatch } from '../keys/types.js'
 import { isCidr } from '../net/ip.js'
+import { TENANT_PATTERN } from '../protocol/rooms.js'
 import { errorResponses, IdParams, NullableTimestamp, PageQuery, pageLimit, pageOf, ScopeSchema, Strict, Timestamp } from './schemas.js'
 
 const RateLimitSchema = Strict({
@@ -20,7 +21,7 @@ const KeyFields = {
   expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
 }
 
-const CreateKeyBody = Strict({
+const EditableKeyFields = {
   name: KeyFields.name,
   scopes: Type.Optional(KeyFields.scopes),
   policyId: Type.Optional(KeyFields.policyId),
@@ -28,13 +29,17 @@ const CreateKeyBody = Strict({
   rateLimit: Type.Optional(KeyFields.rateLimit),
   maxConnections: Type.Optional(KeyFields.maxConnections),
   expiresAt: Type.Optional(KeyFields.expiresAt)
-})
-const PatchKeyBody = Type.Partial(CreateKeyBody, { additionalProperties: false, minProperties: 1 })
+}
+const Tenant = Type.String({ pattern: TENANT_PATTERN, description: 'SPEC §14: fixed at creation, default "default"' })
+const CreateKeyBody = Strict({ ...EditableKeyFields, tenant: Type.Optional(Tenant) })
+// A key's tenant never changes: PATCH refuses it like any unknown field.
+const PatchKeyBody = Type.Partial(Strict(EditableKeyFields), { additionalProperties: false, minProperties: 1 })
 
 /** What the API shows of a key: never its secret or hash (the response schema enforces it). */
 const KeyView = Type.Object({
   id: Type.String(),
   name: Type.String(),
+  tenant: Type.String(),
   scopes: Type.Array(Type.String()),
   policyId: Type.Union([Type.String(), Type.Null()]),
   allowedIps: Type.Array(Type.String()),
@@ -99,9 +104,9 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/keys', {
-    schema: { tags: ['keys'], querystring: Strict(PageQuery), response: { 200: pageOf(KeyView), ...errorResponses(400, 401, 403) } }
+    schema: { tags: ['keys'], querystring: Strict({ ...PageQuery, tenant: Type.Optional(Tenant) }), response: { 200: pageOf(KeyView), ...errorResponses(400, 401, 403) } }
   }, async (req) => {
-    const page = await app.keys.list(pageLimit(req.query.limit), req.query.cursor)
+    const page = await app.keys.list(pageLimit(req.query.limit), req.query.cursor, req.query.tenant)
     return { items: page.items.map(view), nextCursor: page.nextCursor }
   })
 

@@ -2,13 +2,14 @@ import { PublishRequestCheck } from '../messages/publish-request.js'
 import type { PublishRequest } from '../plugins/messages.js'
 import { isReservedEvent } from '../protocol/events.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
+import { DEFAULT_TENANT } from '../protocol/rooms.js'
 
 export interface BackendPublishContext {
   /** The route's namespace now, or undefined once the route is gone. */
   namespace: () => string | undefined
   maxDepth: number
-  /** Delivers the checked message; its id. */
-  deliver: (request: PublishRequest) => string
+  /** Delivers the checked message to the rooms of `tenant`; its id. */
+  deliver: (tenant: string, request: PublishRequest) => string
   /** A throw while delivering (a bug): reported, and the backend answered UNAVAILABLE. */
   fault: (err: unknown) => void
 }
@@ -18,7 +19,8 @@ type Ack = (answer: unknown) => void
 /**
  * A backend's `spark:publish` (SPEC §10): checked like `POST /v1/publish`
  * (envelope, reserved names, nesting), within the route's namespace, and
- * acked the same way.
+ * acked the same way. A backend serves whichever tenants its events came
+ * from (their `principal.tenant`), so it names the tenant, like the root admin.
  */
 export function backendPublishHandler (context: BackendPublishContext): (message: unknown, ack: Ack | undefined) => void {
   return (message, ack) => {
@@ -26,13 +28,14 @@ export function backendPublishHandler (context: BackendPublishContext): (message
     const refuse = (code: string, text: string): void => { reply({ ok: false, error: { code, message: text } }) }
     const namespace = context.namespace()
     if (namespace === undefined) return refuse('NOT_FOUND', 'The route is gone')
-    if (!PublishRequestCheck.Check(message)) return refuse('VALIDATION_FAILED', 'spark:publish takes { namespace, room, event, data }')
+    if (!PublishRequestCheck.Check(message)) return refuse('VALIDATION_FAILED', 'spark:publish takes { namespace, room, event, data, tenant? }')
     if (message.namespace !== namespace) return refuse('FORBIDDEN', `This route publishes to ${namespace} only`)
     if (isReservedEvent(message.event)) return refuse('FORBIDDEN', `${message.event} is reserved`)
     if (jsonShapeProblem(message.data, context.maxDepth) !== undefined) return refuse('VALIDATION_FAILED', `data must be JSON nested at most ${context.maxDepth} levels deep`)
     let id: string
     try {
-      id = context.deliver(message)
+      const { tenant = DEFAULT_TENANT, ...request } = message
+      id = context.deliver(tenant, request)
     } catch (err) {
       context.fault(err)
       return refuse('UNAVAILABLE', 'The gateway could not deliver this message')

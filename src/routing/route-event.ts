@@ -17,6 +17,6 @@ export function routeEvent (
     data,
     ts: Date.now(),
     socketId,
-    principal: { sub: principal.sub, keyId: principal.keyId, scopes: principal.scopes, ns: principal.ns ?? null }
+    principal: { sub: principal.sub, keyId: principal.keyId, tenant: principal.tenant, scopes: principal.scopes, ns: principal.ns ?? null }
   }
 }

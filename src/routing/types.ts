@@ -66,7 +66,7 @@ export interface RouteEvent {
   data: unknown
   ts: number
   socketId: string
-  principal: { sub: string, keyId: string, scopes: readonly string[], ns: readonly string[] | null }
+  principal: { sub: string, keyId: string, tenant: string, scopes: readonly string[], ns: readonly string[] | null }
   /** `$disconnect` only: why the socket went (see the README). */
   reason?: string
 }

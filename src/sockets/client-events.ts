@@ -1,7 +1,7 @@
 import { assertNamespaceAllowed } from '../auth/principal.js'
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
-import { keyRoom, userRoom } from '../protocol/rooms.js'
+import { keyRoom, tenantRoom, userRoom } from '../protocol/rooms.js'
 import type { RefreshPayload, RoomPayload } from './envelopes.js'
 import { answerRefusal, packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
@@ -19,7 +19,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
   const { principal } = socket.data
 
   socket.use(createPacketGate(app, socket))
-  void socket.join([userRoom(principal.sub), keyRoom(principal.keyId)])
+  void socket.join([tenantRoom(principal.tenant, userRoom(principal.sub)), keyRoom(principal.keyId)])
   expiry.watch(socket)
 
   // Rooms whose join awaits a backend's word: a leave meanwhile cancels the join (made only when the socket needs one).
@@ -27,17 +27,18 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
 
   socket.on('join', (payload: RoomPayload, ack: Ack | undefined) => {
     const { room } = payload
+    const joined = tenantRoom(principal.tenant, room)
     const finish = (refused: GatewayError | undefined, asked: boolean): void => {
       guarded(app, socket, 'join', ack, () => {
         const cancelled = asked && awaitingJoin?.delete(room) !== true
         if (refused !== undefined) return answerRefusal(socket, 'join', ack, packetRefusal(refused))
         // The socket's own user room is joined already (the gate checked the policy allows it).
-        if (!cancelled && !socket.rooms.has(room) && socket.connected) void socket.join(room)
+        if (!cancelled && !socket.rooms.has(joined) && socket.connected) void socket.join(joined)
         ack?.({ ok: true })
       })
     }
     // A room the socket is in needs no backend's word; a new one may (a route taking `$join`, SPEC §10).
-    const decision = socket.rooms.has(room) ? undefined : guarded(app, socket, 'join', ack, () => askRoute(app, socket, socket.data.principal, '$join', room))
+    const decision = socket.rooms.has(joined) ? undefined : guarded(app, socket, 'join', ack, () => askRoute(app, socket, socket.data.principal, '$join', room))
     if (decision === FAULTED) return
     if (decision === undefined) return finish(undefined, false)
     ;(awaitingJoin ??= new Set()).add(room)
@@ -47,8 +48,9 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
   socket.on('leave', (payload: RoomPayload, ack: Ack | undefined) => {
     awaitingJoin?.delete(payload.room)
     guarded(app, socket, 'leave', ack, () => {
-      if (socket.rooms.has(payload.room)) {
-        void socket.leave(payload.room)
+      const joined = tenantRoom(socket.data.principal.tenant, payload.room)
+      if (socket.rooms.has(joined)) {
+        void socket.leave(joined)
         tellLeave(app, socket, payload.room)
       }
       ack?.({ ok: true })

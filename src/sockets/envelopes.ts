@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { ROOM_NAME_PATTERN } from '../protocol/rooms.js'
 
-const Room = Type.String({ minLength: 1, maxLength: 256 })
+const Room = Type.String({ minLength: 1, maxLength: 256, pattern: ROOM_NAME_PATTERN })
 
 /** Packet envelopes (SPEC §5), compiled once: checks are a plain function call per packet. */
 export const MessageEnvelope = TypeCompiler.Compile(Type.Object({ room: Room, data: Type.Unknown() }, { additionalProperties: false, required: ['room', 'data'] }))

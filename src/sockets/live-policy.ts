@@ -3,7 +3,7 @@ import type { GatewayError } from '../errors.js'
 import type { ApiKeyRecord } from '../keys/types.js'
 import { forceDisconnect } from './refusal.js'
 import type { GatewaySocket } from './types.js'
-import { isManagedRoom } from '../protocol/rooms.js'
+import { joinedRooms, tenantRoom } from '../protocol/rooms.js'
 
 /**
  * Re-applies the socket's policy to what it already holds: the namespace
@@ -18,8 +18,8 @@ export function enforcePolicy (app: FastifyInstance, socket: GatewaySocket): voi
     forceDisconnect(app, socket, refused, 'connect')
     return
   }
-  for (const room of socket.rooms) {
-    if (!isManagedRoom(room, socket.id) && app.authorize(principal, 'subscribe', namespace, room) !== undefined) void socket.leave(room)
+  for (const room of joinedRooms(principal.tenant, socket.rooms, socket.id)) {
+    if (app.authorize(principal, 'subscribe', namespace, room) !== undefined) void socket.leave(tenantRoom(principal.tenant, room))
   }
 }
 

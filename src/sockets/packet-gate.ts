@@ -4,7 +4,7 @@ import type { Delivered } from '../plugins/messages.js'
 import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { answerRefusal, forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
 import { HANDLED_EVENTS, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
-import { isManagedRoom } from '../protocol/rooms.js'
+import { isManagedRoom, tenantRoom } from '../protocol/rooms.js'
 import type { Ack } from '../protocol/messages.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
 import { packetInfo, type PacketInfo } from '../net/socketio-parser.js'
@@ -93,7 +93,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket) {
       const { room } = payload
       const refused = app.authorize(principal, 'subscribe', namespace, room)
       if (refused !== undefined) return refused
-      if (!socket.rooms.has(room) && socket.rooms.size - MANAGED_ROOMS >= maxRooms) {
+      if (!socket.rooms.has(tenantRoom(principal.tenant, room)) && socket.rooms.size - MANAGED_ROOMS >= maxRooms) {
         return gatewayError('RATE_LIMITED', `A socket may be in at most ${maxRooms} rooms: leave one first`)
       }
       return undefined

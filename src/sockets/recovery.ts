@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { SocketState } from './types.js'
 import type { GatewayNamespace, GatewaySocket } from './types.js'
-import { isManagedRoom } from '../protocol/rooms.js'
+import { joinedRooms, tenantRoom } from '../protocol/rooms.js'
 
 interface HeldSession { rooms: string[], missedPackets: unknown[][], keyId: string | undefined, sub: string | undefined }
 
@@ -92,8 +92,8 @@ export function resumeSession (app: FastifyInstance, socket: GatewaySocket, sess
   // A session id presented under another key or subject recovers nothing: the socket starts fresh.
   if (session.keyId !== principal.keyId || session.sub !== principal.sub) return
   const namespace = socket.nsp.name
-  const rooms = session.rooms.filter((room) => !isManagedRoom(room, socket.id) && app.authorize(principal, 'subscribe', namespace, room) === undefined)
-  void socket.join(rooms)
+  const rooms = joinedRooms(principal.tenant, session.rooms, socket.id).filter((room) => app.authorize(principal, 'subscribe', namespace, room) === undefined)
+  void socket.join(rooms.map((room) => tenantRoom(principal.tenant, room)))
   const allowed = new Set(rooms)
   for (const packet of session.missedPackets) {
     const payload = packet[1] as { room?: unknown } | undefined

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { GatewayError } from '../errors.js'
 import type { Ack, RefusalBody } from '../protocol/messages.js'
-import { userRoom } from '../protocol/rooms.js'
+import { tenantRoom, userRoom } from '../protocol/rooms.js'
 import type { DisconnectReason } from '../plugins/io.js'
 import type { GatewaySocket } from './types.js'
 
@@ -29,10 +29,11 @@ export function answerRefusal (socket: GatewaySocket, event: string, ack: Ack | 
 
 /**
  * Mirrors a refusal or a forced disconnect to the subject's `/error` sockets
- * (SPEC §5: delivered to `user:<sub>` there, on every instance).
+ * (SPEC §5: delivered to `user:<sub>` there, on every instance; §14: of the subject's own tenant).
  */
 export function notifySubject (app: FastifyInstance, socket: GatewaySocket, err: GatewayError, event: string): void {
-  app.io.of('/error').to(userRoom(socket.data.principal.sub)).emit('gateway:error', { ...packetRefusal(err), event, namespace: socket.nsp.name })
+  const { tenant, sub } = socket.data.principal
+  app.io.of('/error').to(tenantRoom(tenant, userRoom(sub))).emit('gateway:error', { ...packetRefusal(err), event, namespace: socket.nsp.name })
 }
 
 /**

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Principal } from '../auth/principal.js'
 import type { GatewayError } from '../errors.js'
 import type { DisconnectReason } from '../plugins/io.js'
-import { isManagedRoom } from '../protocol/rooms.js'
+import { joinedRooms } from '../protocol/rooms.js'
 import { backendRefusal } from '../routing/backend-refusal.js'
 import { routeEvent } from '../routing/route-event.js'
 import type { RouteEvent } from '../routing/types.js'
@@ -42,7 +42,7 @@ export function tellLeave (app: FastifyInstance, socket: GatewaySocket, room: st
 export function tellDisconnect (app: FastifyInstance, socket: GatewaySocket, socketIoReason: string): void {
   const route = app.forwarding.match(socket.nsp.name, '$disconnect')
   if (route === undefined) return
-  const rooms = [...socket.rooms].filter((room) => !isManagedRoom(room, socket.id))
+  const rooms = joinedRooms(socket.data.principal.tenant, socket.rooms, socket.id)
   const payload: RouteEvent = routeEvent(randomUUID(), 'disconnect', socket.data.principal, socket.nsp.name, null, '$disconnect', { rooms }, socket.id)
   payload.reason = disconnectReason(socket, socketIoReason)
   void app.forwarding.send(route, payload, LIFECYCLE_EVENT_BYTES + rooms.length * 64)

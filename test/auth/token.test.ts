@@ -35,7 +35,7 @@ t.test('a key mints a token that carries every claim and authenticates', async (
 
   const principal = await app.authenticateToken(body.accessToken, '127.0.0.1')
   t.equal(payload.kgen, 0, 'the generation of the secret it was minted from: a new key has never been rotated')
-  t.same({ ...principal }, { keyId: id, sub: id, scopes: ['publish'], policyId: null, ns: undefined, jti: payload.jti, exp: payload.exp, keyGeneration: 0, rateLimit: null, maxConnections: null, via: 'token' })
+  t.same({ ...principal }, { keyId: id, sub: id, tenant: 'default', scopes: ['publish'], policyId: null, ns: undefined, jti: payload.jti, exp: payload.exp, keyGeneration: 0, rateLimit: null, maxConnections: null, via: 'token' })
 
   const second = decodeToken((await requestToken(app, apiKey)).json<{ accessToken: string }>().accessToken)
   t.not(second.payload.jti, payload.jti, 'every token has its own jti')

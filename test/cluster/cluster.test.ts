@@ -71,6 +71,47 @@ t.test('three instances behave as one gateway', { skip: realServers ? false : 'n
     for (const ids of received) t.same(ids.sort(), [ack.id, published.json.id].sort(), 'each member got each message once')
   })
 
+  await t.test('two tenants with the same room and subject names stay apart across the instances (SPEC §14)', async (t) => {
+    const tenantRules = [
+      { effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms: ['room:*', 'user:*'] },
+      { effect: 'allow', namespace: '/error', actions: ['connect'] }
+    ]
+    const tenantPolicy = await api(nodes[0], 'POST', '/v1/policies', { name: 'cluster-tenants', rules: tenantRules })
+    const keyOf = async (tenant: string): Promise<{ apiKey: string }> =>
+      (await api(nodes[0], 'POST', '/v1/keys', { name: tenant, tenant, scopes: ['publish', 'token:delegate'], policyId: tenantPolicy.json.id })).json
+    const [a, b] = [await keyOf('app-a'), await keyOf('app-b')]
+    async function on (node: Instance, apiKey: string, sub: string, namespace = '/chat'): Promise<Socket> {
+      const socket = io(`${node.url}${namespace}`, { auth: { token: await token(node, apiKey, sub) }, transports: ['websocket'], reconnection: false, forceNew: true })
+      t.teardown(() => { socket.close() })
+      await new Promise<void>((resolve, reject) => { socket.once('connect', () => resolve()); socket.once('connect_error', reject) })
+      return socket
+    }
+    const aliceOfA = await on(nodes[0], a.apiKey, 'alice')
+    const bobOfA = await on(nodes[1], a.apiKey, 'bob')
+    const bobOfB = await on(nodes[2], b.apiKey, 'bob')
+    const carolOfB = await on(nodes[1], b.apiKey, 'carol')
+    for (const s of [aliceOfA, bobOfA, bobOfB, carolOfB]) t.same(await s.emitWithAck('join', { room: 'room:shared' }), { ok: true })
+    const got = new Map<Socket, unknown[]>([[bobOfA, []], [bobOfB, []]])
+    for (const [s, list] of got) s.on('message', (m: { data: unknown }) => list.push(m.data))
+    const errorsOfA = await on(nodes[2], a.apiKey, 'bob', '/error')
+    const errorsOfB = await on(nodes[0], b.apiKey, 'bob', '/error')
+    const mirrored = new Map<Socket, string[]>([[errorsOfA, []], [errorsOfB, []]])
+    for (const [s, list] of mirrored) s.on('gateway:error', (e: { code: string }) => list.push(e.code))
+
+    t.equal((await aliceOfA.emitWithAck('message', { room: 'room:shared', data: 'A relay' })).ok, true)
+    t.equal((await carolOfB.emitWithAck('message', { room: 'room:shared', data: 'B relay' })).ok, true)
+    t.equal((await api(nodes[0], 'POST', '/v1/publish', { namespace: '/chat', room: 'user:bob', event: 'message', data: 'B private' }, { 'x-api-key': b.apiKey })).status, 202)
+    t.equal((await api(nodes[1], 'POST', '/v1/publish', { namespace: '/chat', room: 'room:shared', event: 'message', data: 'A by root', tenant: 'app-a' })).status, 202)
+    t.equal((await bobOfA.emitWithAck('message', { room: 'lobby', data: 'refused' })).error.code, 'FORBIDDEN')
+    await eventually(() => got.get(bobOfA)!.length >= 2 && got.get(bobOfB)!.length >= 2 && mirrored.get(errorsOfA)!.length >= 1, WAIT_MS, 'every delivery').catch(() => {})
+    // A while longer for anything that crossed to show.
+    await sleep(300)
+    t.same(got.get(bobOfA)!.sort(), ['A by root', 'A relay'], 'A\'s bob got A\'s messages only')
+    t.same(got.get(bobOfB)!.sort(), ['B private', 'B relay'], 'B\'s bob got B\'s messages only')
+    t.same(mirrored.get(errorsOfA), ['FORBIDDEN'], 'A\'s bob heard his refusal on another instance')
+    t.same(mirrored.get(errorsOfB), [], 'B\'s bob heard nothing of it')
+  })
+
   await t.test('a key revoked through instance 2 disconnects its sockets on 1 and 3 at once, and the response counts them', async (t) => {
     const doomed = await newKey()
     const sockets = [await socketOn(nodes[0], await token(nodes[0], doomed.apiKey, 'a')), await socketOn(nodes[2], await token(nodes[2], doomed.apiKey, 'b'))]

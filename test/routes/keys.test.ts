@@ -8,7 +8,7 @@ import { eventually, WAIT_MS } from '../support/sockets.js'
 // The per-IP token limit and the anomaly block are not under test here: keep them out of the way.
 const ENV = { RATE_LIMIT_TOKEN: '10000/minute', ANOMALY_MAX_FAILURES: '10000/minute' }
 
-const VIEW_FIELDS = ['allowedIps', 'createdAt', 'expiresAt', 'id', 'lastUsedAt', 'maxConnections', 'name', 'policyId', 'rateLimit', 'revokedAt', 'scopes']
+const VIEW_FIELDS = ['allowedIps', 'createdAt', 'expiresAt', 'id', 'lastUsedAt', 'maxConnections', 'name', 'policyId', 'rateLimit', 'revokedAt', 'scopes', 'tenant']
 
 async function tokenWith (app: FastifyInstance, apiKey: string | undefined, via: 'header' | 'body' = 'header') {
   return await app.inject({
