@@ -25,6 +25,7 @@ import auditQueryPlugin from './plugins/audit-query.js'
 import gatekeeperPlugin from './plugins/gatekeeper.js'
 import authorizePlugin from './plugins/authorize.js'
 import messagesPlugin from './plugins/messages.js'
+import historyPlugin from './plugins/history.js'
 import routeStorePlugin from './plugins/route-store.js'
 import routingPlugin from './plugins/routing.js'
 import ioPlugin from './plugins/io.js'
@@ -170,6 +171,7 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(gatekeeperPlugin)
   void app.register(ioPlugin)
   void app.register(authorizePlugin)
+  void app.register(historyPlugin)
   void app.register(messagesPlugin)
   void app.register(routeStorePlugin)
   void app.register(routingPlugin)

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { isCidr } from './net/ip.js'
+import { NAMESPACES } from './protocol/namespaces.js'
 
 /**
  * The environment as the gateway reads it (SPEC §2). Every variable is a
@@ -44,7 +45,12 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_TRANSPORT: Type.Optional(Type.String({ pattern: RATE })),
   BODY_LIMIT: Type.Optional(Type.String({ pattern: INT })),
   METRICS_ALLOW: Type.Optional(Type.String()),
-  ALERT_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://' }))
+  ALERT_WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  PRESENCE_NAMESPACES: Type.Optional(Type.String()),
+  PRESENCE_GRACE_SECONDS: Type.Optional(Type.String({ pattern: INT })),
+  HISTORY_NAMESPACES: Type.Optional(Type.String()),
+  HISTORY_SIZE: Type.Optional(Type.String({ pattern: INT })),
+  HISTORY_TTL_SECONDS: Type.Optional(Type.String({ pattern: INT }))
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -83,6 +89,10 @@ export interface Config {
   bodyLimit: number
   metricsAllow: string[]
   alertWebhookUrl?: string
+  /** SPEC §11: where presence:join/leave are sent, and how long a subject's last connection may be gone before its leave. */
+  presence: { namespaces: string[], graceMs: number }
+  /** SPEC §12: where rooms keep their last `size` messages for `ttlSeconds`. */
+  history: { namespaces: string[], size: number, ttlSeconds: number }
 }
 
 /** A configuration problem: the message is the one line the process prints before exiting 1. */
@@ -216,6 +226,12 @@ export function parseConfig (rawEnv: Record<string, string | undefined>): Config
   if (socketMaxRooms < 1) throw new ConfigError('SOCKET_MAX_ROOMS', 'must be at least 1')
   const maxConnectionsPerIp = Number(checked.MAX_CONNECTIONS_PER_IP ?? 10_000)
   if (maxConnectionsPerIp < 1) throw new ConfigError('MAX_CONNECTIONS_PER_IP', 'must be at least 1')
+  const historySize = Number(checked.HISTORY_SIZE ?? 100)
+  if (historySize < 1 || historySize > 10_000) throw new ConfigError('HISTORY_SIZE', 'must be 1 to 10000')
+  const historyTtl = Number(checked.HISTORY_TTL_SECONDS ?? 300)
+  if (historyTtl < 1 || historyTtl > 86_400) throw new ConfigError('HISTORY_TTL_SECONDS', 'must be 1 to 86400 seconds')
+  const presenceGrace = Number(checked.PRESENCE_GRACE_SECONDS ?? 5)
+  if (presenceGrace > 3600) throw new ConfigError('PRESENCE_GRACE_SECONDS', 'must be 0 to 3600 seconds')
   const bodyLimit = Number(checked.BODY_LIMIT ?? 65536)
   if (bodyLimit < 64) throw new ConfigError('BODY_LIMIT', 'must be at least 64 bytes')
 
@@ -256,6 +272,18 @@ export function parseConfig (rawEnv: Record<string, string | undefined>): Config
     maxConnectionsPerIp,
     bodyLimit,
     metricsAllow: parseCidrList('METRICS_ALLOW', checked.METRICS_ALLOW),
-    alertWebhookUrl: checked.ALERT_WEBHOOK_URL
+    alertWebhookUrl: checked.ALERT_WEBHOOK_URL,
+    presence: { namespaces: parseNamespaceList('PRESENCE_NAMESPACES', checked.PRESENCE_NAMESPACES), graceMs: presenceGrace * 1000 },
+    history: { namespaces: parseNamespaceList('HISTORY_NAMESPACES', checked.HISTORY_NAMESPACES), size: historySize, ttlSeconds: historyTtl }
   }
+}
+
+/** A comma list of the gateway's namespaces (default `/chat`); `none` for none. */
+function parseNamespaceList (variable: string, value: string | undefined): string[] {
+  if (value === undefined) return ['/chat']
+  if (value.trim() === 'none') return []
+  const names = value.split(',').map((name) => name.trim()).filter((name) => name.length > 0)
+  const unknown = names.find((name) => !(NAMESPACES as readonly string[]).includes(name))
+  if (unknown !== undefined) throw new ConfigError(variable, `${unknown} is not one of ${NAMESPACES.join(', ')} (or none)`)
+  return [...new Set(names)]
 }

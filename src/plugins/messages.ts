@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { namespaceRefusal, type Principal } from '../auth/principal.js'
-import type { GatewayError } from '../errors.js'
+import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import type { RelayedMessage } from '../protocol/messages.js'
 import { tenantRoom } from '../protocol/rooms.js'
 import { routeEvent } from '../routing/route-event.js'
@@ -54,7 +54,7 @@ export interface Messages {
    */
   deliver: (principal: Principal, request: PublishRequest, origin: PublishOrigin) => DeliverResult
   /** A backend's own publish (`spark:publish`, SPEC §10): delivered to the room of `tenant`, from the route. */
-  deliverFromRoute: (routeName: string, tenant: string, request: PublishRequest) => Delivered
+  deliverFromRoute: (routeName: string, tenant: string, request: PublishRequest) => DeliverResult
   /** Where routed client events go (set once, by the routing plugin). */
   useRouter: <R extends PipelineRoute>(router: MessageRouter<R>) => void
   /** The wire size of a message being delivered right now (what connection-state recovery stores is bounded in bytes). */
@@ -67,8 +67,25 @@ export default fp(async (app) => {
   let deliveringBytes = 0
   let router: MessageRouter | undefined
 
-  // A message reaches its tenant's room only (SPEC §14); its `room` is the name the tenant's clients know.
-  function emit (from: RelayedMessage['from'], tenant: string, { namespace, room, event, data }: PublishRequest, origin: PublishOrigin, id: string = randomUUID()): Delivered {
+  /**
+   * Delivers to the room's members on every instance. A message reaches its
+   * tenant's room only (SPEC §14); its `room` is the name the tenant's
+   * clients know. In a namespace with history the room's history gives the
+   * id (ordered within the room, SPEC §12) and keeps the message first, so a
+   * member rejoining with `since` can never miss one it was sent.
+   */
+  function emit (from: RelayedMessage['from'], tenant: string, request: PublishRequest, origin: PublishOrigin, id?: string): DeliverResult {
+    const { namespace, event } = request
+    if (!app.history.keeps(namespace)) return broadcast(from, tenant, request, origin, id ?? randomUUID())
+    const kept = app.history.append(namespace, tenantRoom(tenant, request.room), event, { room: request.room, from, data: request.data, ts: Date.now() })
+    if (typeof kept === 'string') return broadcast(from, tenant, request, origin, kept)
+    return kept.then((keptId) => broadcast(from, tenant, request, origin, keptId), (err: unknown) => {
+      app.log.warn({ err }, 'history unavailable: message not delivered')
+      return gatewayError('UNAVAILABLE', 'The room\'s history is unavailable: the message was not delivered')
+    })
+  }
+
+  function broadcast (from: RelayedMessage['from'], tenant: string, { namespace, room, event, data }: PublishRequest, origin: PublishOrigin, id: string): Delivered {
     const message: RelayedMessage = { id, room, from, data, ts: Date.now() }
     const target = app.io.of(namespace).to(tenantRoom(tenant, room))
     deliveringMessage = message
@@ -86,11 +103,14 @@ export default fp(async (app) => {
     const route = origin.exceptSocketId === undefined ? undefined : router?.match(request.namespace, request.event)
     if (route === undefined) return emit({ sub: principal.sub }, principal.tenant, request, origin)
     const id = randomUUID()
-    const settle = (answer: UpstreamAnswer): Delivered | GatewayError => {
+    const settle = (answer: UpstreamAnswer): Delivered | GatewayError | Promise<Delivered | GatewayError> => {
       if (!answer.ok) return backendRefusal(answer)
+      const outcome = (delivered: Delivered): Delivered => route.mode === 'request' ? { id: delivered.id, routed: { data: answer.data } } : { id: delivered.id }
       // Relayed only once the backend took it: a refused order is not shown to the room.
-      if (route.relay) emit({ sub: principal.sub }, principal.tenant, request, origin, id)
-      return route.mode === 'request' ? { id, routed: { data: answer.data } } : { id }
+      if (!route.relay) return outcome({ id })
+      const relayed = emit({ sub: principal.sub }, principal.tenant, request, origin, id)
+      const settled = (result: Delivered | GatewayError): Delivered | GatewayError => isGatewayError(result) ? result : outcome(result)
+      return relayed instanceof Promise ? relayed.then(settled) : settled(relayed)
     }
     const answer = router!.send(route, routeEvent(id, 'event', principal, request.namespace, request.room, request.event, request.data, origin.exceptSocketId!), origin.bytes)
     return answer instanceof Promise ? answer.then(settle) : settle(answer)
@@ -116,4 +136,4 @@ export default fp(async (app) => {
     },
     bytesOf: (message) => message === deliveringMessage ? deliveringBytes : undefined
   } satisfies Messages)
-}, { name: 'messages', fastify: '5.x', dependencies: ['authorize', 'rate-limit', 'io'] })
+}, { name: 'messages', fastify: '5.x', dependencies: ['authorize', 'rate-limit', 'io', 'history'] })

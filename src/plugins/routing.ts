@@ -93,7 +93,7 @@ export default fp(async (app) => {
       onPublish: backendPublishHandler({
         namespace: () => entries.get(record.id)?.route.namespace,
         maxDepth,
-        deliver: (tenant, request) => app.messages.deliverFromRoute(entries.get(record.id)?.route.name ?? record.name, tenant, request).id,
+        deliver: (tenant, request) => app.messages.deliverFromRoute(entries.get(record.id)?.route.name ?? record.name, tenant, request),
         fault: (err) => { app.reportFault(err, { where: 'publish' }) }
       }),
       onStateChange: (connected) => { app.log.info({ route: record.name, connected }, connected ? 'socket.io upstream connected' : 'socket.io upstream disconnected') }

@@ -1,5 +1,6 @@
 import { PublishRequestCheck } from '../messages/publish-request.js'
-import type { PublishRequest } from '../plugins/messages.js'
+import type { Delivered, DeliverResult, PublishRequest } from '../plugins/messages.js'
+import { isGatewayError, type GatewayError } from '../errors.js'
 import { isReservedEvent } from '../protocol/events.js'
 import { jsonShapeProblem } from '../protocol/json-shape.js'
 import { DEFAULT_TENANT } from '../protocol/rooms.js'
@@ -8,8 +9,8 @@ export interface BackendPublishContext {
   /** The route's namespace now, or undefined once the route is gone. */
   namespace: () => string | undefined
   maxDepth: number
-  /** Delivers the checked message to the rooms of `tenant`; its id. */
-  deliver: (tenant: string, request: PublishRequest) => string
+  /** Delivers the checked message to the rooms of `tenant` (the publish pipeline's outcome). */
+  deliver: (tenant: string, request: PublishRequest) => DeliverResult
   /** A throw while delivering (a bug): reported, and the backend answered UNAVAILABLE. */
   fault: (err: unknown) => void
 }
@@ -32,14 +33,22 @@ export function backendPublishHandler (context: BackendPublishContext): (message
     if (message.namespace !== namespace) return refuse('FORBIDDEN', `This route publishes to ${namespace} only`)
     if (isReservedEvent(message.event)) return refuse('FORBIDDEN', `${message.event} is reserved`)
     if (jsonShapeProblem(message.data, context.maxDepth) !== undefined) return refuse('VALIDATION_FAILED', `data must be JSON nested at most ${context.maxDepth} levels deep`)
-    let id: string
+    const failed = (err: unknown): void => {
+      context.fault(err)
+      refuse('UNAVAILABLE', 'The gateway could not deliver this message')
+    }
+    const settle = (result: Delivered | GatewayError): void => {
+      if (isGatewayError(result)) refuse(result.code, result.message)
+      else reply({ ok: true, id: result.id })
+    }
+    let result: DeliverResult
     try {
       const { tenant = DEFAULT_TENANT, ...request } = message
-      id = context.deliver(tenant, request)
+      result = context.deliver(tenant, request)
     } catch (err) {
-      context.fault(err)
-      return refuse('UNAVAILABLE', 'The gateway could not deliver this message')
+      return failed(err)
     }
-    reply({ ok: true, id })
+    if (result instanceof Promise) result.then(settle, failed)
+    else settle(result)
   }
 }

@@ -2,7 +2,9 @@ import { assertNamespaceAllowed } from '../auth/principal.js'
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import { keyRoom, tenantRoom, userRoom } from '../protocol/rooms.js'
-import type { RefreshPayload, RoomPayload } from './envelopes.js'
+import type { HistoryPayload, JoinPayload, RefreshPayload, RoomPayload } from './envelopes.js'
+import type { Hold } from './broadcast-hold.js'
+import { joinSince } from './room-recovery.js'
 import { answerRefusal, packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
 import type { Ack } from '../protocol/messages.js'
@@ -11,11 +13,14 @@ import type { GatewaySocket } from './types.js'
 import { answerFault, FAULTED, guarded } from './guarded.js'
 import { askRoute, tellDisconnect, tellLeave } from './route-hooks.js'
 
+/** Holds the broadcasts of a room back from a socket while it is replayed the room's history. */
+export type HoldRoom = (socket: GatewaySocket, room: string) => Hold
+
 /**
  * The protocol of SPEC §5 on a socket that passed the connection gate. The
  * packet gate validates every payload before these handlers see it.
  */
-export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, expiry: ExpiryWatch): void {
+export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, expiry: ExpiryWatch, holdRoom: HoldRoom): void {
   const { principal } = socket.data
 
   socket.use(createPacketGate(app, socket))
@@ -25,13 +30,21 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
   // Rooms whose join awaits a backend's word: a leave meanwhile cancels the join (made only when the socket needs one).
   let awaitingJoin: Set<string> | undefined
 
-  socket.on('join', (payload: RoomPayload, ack: Ack | undefined) => {
-    const { room } = payload
+  socket.on('join', (payload: JoinPayload, ack: Ack | undefined) => {
+    const { room, since } = payload
     const joined = tenantRoom(principal.tenant, room)
     const finish = (refused: GatewayError | undefined, asked: boolean): void => {
       guarded(app, socket, 'join', ack, () => {
         const cancelled = asked && awaitingJoin?.delete(room) !== true
         if (refused !== undefined) return answerRefusal(socket, 'join', ack, packetRefusal(refused))
+        if (since !== undefined && !cancelled && socket.connected) {
+          // SPEC §12: the missed messages, then the ack that counts them.
+          const hold = app.history.keeps(socket.nsp.name) ? holdRoom(socket, joined) : undefined
+          joinSince(app, socket, hold, joined, since).then(
+            (recovered) => { guarded(app, socket, 'join', ack, () => { ack?.({ ok: true, ...recovered }) }) },
+            (err: unknown) => { answerFault(app, socket, 'join', ack, err) })
+          return
+        }
         // The socket's own user room is joined already (the gate checked the policy allows it).
         if (!cancelled && !socket.rooms.has(joined) && socket.connected) void socket.join(joined)
         ack?.({ ok: true })
@@ -55,6 +68,18 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
       }
       ack?.({ ok: true })
     })
+  })
+
+  socket.on('history', (payload: HistoryPayload, ack: Ack | undefined) => {
+    const namespace = socket.nsp.name
+    if (!app.history.keeps(namespace)) return guarded(app, socket, 'history', ack, () => { ack?.({ ok: true, messages: [] }) })
+    const limit = Math.min(payload.limit ?? app.history.size, app.history.size)
+    Promise.resolve(app.history.recent(namespace, tenantRoom(socket.data.principal.tenant, payload.room), limit)).then(
+      (kept) => { guarded(app, socket, 'history', ack, () => { ack?.({ ok: true, messages: kept.map(({ event, message }) => ({ event, ...message })) }) }) },
+      (err: unknown) => {
+        app.log.warn({ err, namespace }, 'history unavailable')
+        guarded(app, socket, 'history', ack, () => { answerRefusal(socket, 'history', ack, packetRefusal(gatewayError('UNAVAILABLE', 'The room\'s history is unavailable'))) })
+      })
   })
 
   socket.on('disconnecting', (reason: string) => {

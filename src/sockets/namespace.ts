@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { createConnectionGate } from './connection-gate.js'
 import { guardRecovery, resumeSession } from './recovery.js'
 import { attachProtocol } from './client-events.js'
+import { holdableBroadcasts } from './broadcast-hold.js'
 import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewayNamespace, GatewaySocket } from './types.js'
 
@@ -20,11 +21,12 @@ export function gateNamespace (app: FastifyInstance, name: string, context: Name
   const nsp = app.io.of(name)
   const gauge = app.gatewayMetrics.socketConnections.labels({ namespace: name })
   const takeHeldSession = guardRecovery(nsp, app.messages.bytesOf)
+  const holdRoom = holdableBroadcasts(nsp)
   nsp.use(createConnectionGate(app, context.clientIp))
   nsp.on('connection', (socket: GatewaySocket) => {
     gauge.inc()
     socket.on('disconnect', () => { gauge.dec() })
-    attachProtocol(app, socket, context.expiry)
+    attachProtocol(app, socket, context.expiry, holdRoom)
     const held = socket.recovered ? takeHeldSession(socket) : undefined
     if (held !== undefined) resumeSession(app, socket, held)
   })

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import type { Delivered } from '../plugins/messages.js'
-import { MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
+import { HistoryEnvelope, JoinEnvelope, MessageEnvelope, RefreshEnvelope, RoomEnvelope, type MessagePayload } from './envelopes.js'
 import { answerRefusal, forceDisconnect, notifySubject, packetRefusal } from './refusal.js'
 import { HANDLED_EVENTS, MAX_EVENT_NAME, type GatewaySocket } from './types.js'
 import { isManagedRoom, tenantRoom } from '../protocol/rooms.js'
@@ -89,7 +89,7 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket) {
     // One envelope per packet: further arguments would be dropped unseen, so they are refused rather than ignored.
     if (payloads !== 1) return gatewayError('VALIDATION_FAILED', `${event} takes one payload`)
     if (event === 'join') {
-      if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', 'join takes { room }')
+      if (!JoinEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', 'join takes { room, since? }')
       const { room } = payload
       const refused = app.authorize(principal, 'subscribe', namespace, room)
       if (refused !== undefined) return refused
@@ -97,6 +97,14 @@ export function createPacketGate (app: FastifyInstance, socket: GatewaySocket) {
         return gatewayError('RATE_LIMITED', `A socket may be in at most ${maxRooms} rooms: leave one first`)
       }
       return undefined
+    }
+    if (event === 'history') {
+      if (!HistoryEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', 'history takes { room, limit? }')
+      return app.authorize(principal, 'subscribe', namespace, payload.room)
+    }
+    if (event === 'presence') {
+      if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', 'presence takes { room }')
+      return app.authorize(principal, 'subscribe', namespace, payload.room)
     }
     if (event === 'leave') {
       if (!RoomEnvelope.Check(payload)) return gatewayError('VALIDATION_FAILED', 'leave takes { room }')

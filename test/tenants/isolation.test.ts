@@ -43,36 +43,38 @@ async function receivedBefore (socket: ClientSocket, event: string, sentinel: ()
   return seen.stop().filter((message) => (message.data as { sentinel?: boolean } | null)?.sentinel !== true)
 }
 
-t.test('keys have a tenant, fixed at creation and filtered in lists', async (t) => {
-  const app = await buildApp(t)
-  const plain = await app.inject({ method: 'POST', url: '/v1/keys', headers: adminHeaders, payload: { name: 'plain' } })
-  t.equal(plain.json().tenant, 'default', 'a key made without one is the default tenant\'s')
-  const ofA = await app.inject({ method: 'POST', url: '/v1/keys', headers: adminHeaders, payload: { name: 'a', tenant: 'app-a' } })
-  t.equal(ofA.statusCode, 201)
-  t.equal(ofA.json().tenant, 'app-a')
-  for (const tenant of ['App', 'a_b', '', 'x'.repeat(65), 'a\u001fb']) {
-    const bad = await app.inject({ method: 'POST', url: '/v1/keys', headers: adminHeaders, payload: { name: 'bad', tenant } })
-    t.equal(bad.json().code, 'VALIDATION_FAILED', `tenant ${JSON.stringify(tenant)} is refused`)
-  }
-  const patched = await app.inject({ method: 'PATCH', url: `/v1/keys/${ofA.json().id as string}`, headers: adminHeaders, payload: { tenant: 'app-b' } })
-  t.equal(patched.json().code, 'VALIDATION_FAILED', 'a key\'s tenant never changes')
-  t.equal((await app.inject({ url: `/v1/keys/${ofA.json().id as string}`, headers: adminHeaders })).json().tenant, 'app-a')
+for (const embedded of [false, true]) {
+  t.test(`keys have a tenant, fixed at creation and filtered in lists${embedded ? ' (embedded PGlite)' : ''}`, async (t) => {
+    const app = await buildApp(t, {}, { embedded })
+    const plain = await app.inject({ method: 'POST', url: '/v1/keys', headers: adminHeaders, payload: { name: 'plain' } })
+    t.equal(plain.json().tenant, 'default', 'a key made without one is the default tenant\'s')
+    const ofA = await app.inject({ method: 'POST', url: '/v1/keys', headers: adminHeaders, payload: { name: 'a', tenant: 'app-a' } })
+    t.equal(ofA.statusCode, 201)
+    t.equal(ofA.json().tenant, 'app-a')
+    for (const tenant of ['App', 'a_b', '', 'x'.repeat(65), 'a\u001fb']) {
+      const bad = await app.inject({ method: 'POST', url: '/v1/keys', headers: adminHeaders, payload: { name: 'bad', tenant } })
+      t.equal(bad.json().code, 'VALIDATION_FAILED', `tenant ${JSON.stringify(tenant)} is refused`)
+    }
+    const patched = await app.inject({ method: 'PATCH', url: `/v1/keys/${ofA.json().id as string}`, headers: adminHeaders, payload: { tenant: 'app-b' } })
+    t.equal(patched.json().code, 'VALIDATION_FAILED', 'a key\'s tenant never changes')
+    t.equal((await app.inject({ url: `/v1/keys/${ofA.json().id as string}`, headers: adminHeaders })).json().tenant, 'app-a')
 
-  await createKey(app, { name: 'a2', tenant: 'app-a' })
-  const listed = await app.inject({ url: '/v1/keys?tenant=app-a&limit=1', headers: adminHeaders })
-  t.equal(listed.statusCode, 200)
-  t.same(listed.json().items.map((k: { name: string, tenant: string }) => [k.name, k.tenant]), [['a2', 'app-a']])
-  const next = await app.inject({ url: `/v1/keys?tenant=app-a&limit=1&cursor=${listed.json().nextCursor as string}`, headers: adminHeaders })
-  t.same(next.json().items.map((k: { name: string }) => k.name), ['a'], 'the second page stays within the tenant')
-  t.equal(next.json().nextCursor, null)
-  const all = await app.inject({ url: '/v1/keys', headers: adminHeaders })
-  t.ok(all.json().items.some((k: { tenant: string }) => k.tenant === 'default'), 'without a filter every tenant is listed')
-  t.equal((await app.inject({ url: '/v1/keys?tenant=NOPE', headers: adminHeaders })).json().code, 'VALIDATION_FAILED')
+    await createKey(app, { name: 'a2', tenant: 'app-a' })
+    const listed = await app.inject({ url: '/v1/keys?tenant=app-a&limit=1', headers: adminHeaders })
+    t.equal(listed.statusCode, 200)
+    t.same(listed.json().items.map((k: { name: string, tenant: string }) => [k.name, k.tenant]), [['a2', 'app-a']])
+    const next = await app.inject({ url: `/v1/keys?tenant=app-a&limit=1&cursor=${listed.json().nextCursor as string}`, headers: adminHeaders })
+    t.same(next.json().items.map((k: { name: string }) => k.name), ['a'], 'the second page stays within the tenant')
+    t.equal(next.json().nextCursor, null)
+    const all = await app.inject({ url: '/v1/keys', headers: adminHeaders })
+    t.ok(all.json().items.some((k: { tenant: string }) => k.tenant === 'default'), 'without a filter every tenant is listed')
+    t.equal((await app.inject({ url: '/v1/keys?tenant=NOPE', headers: adminHeaders })).json().code, 'VALIDATION_FAILED')
 
-  const token = await mintToken(app, ofA.json().apiKey)
-  const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { tnt: string }
-  t.equal(claims.tnt, 'app-a', 'tokens carry the tenant')
-})
+    const token = await mintToken(app, ofA.json().apiKey)
+    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { tnt: string }
+    t.equal(claims.tnt, 'app-a', 'tokens carry the tenant')
+  })
+}
 
 t.test('two tenants with the same rooms and subjects never see each other', async (t) => {
   const app = await buildApp(t, ROOMY_LIMITS)
