@@ -26,6 +26,7 @@ import gatekeeperPlugin from './plugins/gatekeeper.js'
 import authorizePlugin from './plugins/authorize.js'
 import messagesPlugin from './plugins/messages.js'
 import historyPlugin from './plugins/history.js'
+import presencePlugin from './plugins/presence.js'
 import routeStorePlugin from './plugins/route-store.js'
 import routingPlugin from './plugins/routing.js'
 import ioPlugin from './plugins/io.js'
@@ -37,6 +38,7 @@ import keyRoutes from './routes/keys.js'
 import policyRoutes from './routes/policies.js'
 import routingRoutes from './routes/routing.js'
 import auditRoutes from './routes/audit.js'
+import presenceRoutes from './routes/presence.js'
 import { ErrorResponse } from './routes/schemas.js'
 import { jsonBodyParser } from './net/json-body.js'
 
@@ -172,6 +174,7 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(ioPlugin)
   void app.register(authorizePlugin)
   void app.register(historyPlugin)
+  void app.register(presencePlugin)
   void app.register(messagesPlugin)
   void app.register(routeStorePlugin)
   void app.register(routingPlugin)
@@ -192,6 +195,7 @@ const adminRoutes: FastifyPluginAsync = async (app) => {
   await app.register(policyRoutes)
   await app.register(routingRoutes)
   await app.register(auditRoutes)
+  await app.register(presenceRoutes)
 }
 
 /** Maps any error a request can meet to a §6 refusal. */

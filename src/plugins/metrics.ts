@@ -30,7 +30,7 @@ export interface GatewayMetrics {
 }
 
 /** Where a caught internal error can happen (`gateway_internal_errors_total{where}`). */
-export const FAULT_SITES = ['packet', 'join', 'leave', 'disconnect', 'auth:refresh', 'publish', 'adapter'] as const
+export const FAULT_SITES = ['packet', 'join', 'leave', 'disconnect', 'auth:refresh', 'history', 'presence', 'publish', 'adapter'] as const
 
 /** Scopes of `gateway_rate_limited_total`: REST routes, Engine.IO handshakes, Socket.IO handshakes, packets of one socket, publishes of one key. */
 export const RATE_LIMIT_SCOPES = ['http', 'transport', 'connect', 'socket', 'key'] as const

@@ -29,6 +29,12 @@ export function clientRoomName (tenant: string, room: string): string | undefine
   return room.length > tenant.length && room.startsWith(tenant) && room[tenant.length] === TENANT_SEPARATOR ? room.slice(tenant.length + 1) : undefined
 }
 
+/** The client's name of a room the gateway formed with tenantRoom (the reverse of it). */
+export function clientNameOf (room: string): string {
+  const separator = room.indexOf(TENANT_SEPARATOR)
+  return separator < 0 ? room : room.slice(separator + 1)
+}
+
 /** The room of a subject's sockets in each namespace: `POST /v1/publish` to it reaches every connection of that user. */
 export const userRoom = (sub: string): string => `user:${sub}`
 

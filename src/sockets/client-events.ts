@@ -82,6 +82,19 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
       })
   })
 
+  socket.on('presence', (payload: RoomPayload, ack: Ack | undefined) => {
+    const namespace = socket.nsp.name
+    if (!app.presence.tracks(namespace)) {
+      return guarded(app, socket, 'presence', ack, () => { answerRefusal(socket, 'presence', ack, packetRefusal(gatewayError('VALIDATION_FAILED', `${namespace} keeps no presence (PRESENCE_NAMESPACES)`))) })
+    }
+    app.presence.members(namespace, tenantRoom(socket.data.principal.tenant, payload.room)).then(
+      (snapshot) => { guarded(app, socket, 'presence', ack, () => { ack?.({ ok: true, ...snapshot }) }) },
+      (err: unknown) => {
+        app.log.warn({ err, namespace }, 'presence unavailable')
+        guarded(app, socket, 'presence', ack, () => { answerRefusal(socket, 'presence', ack, packetRefusal(gatewayError('UNAVAILABLE', 'Presence is unavailable'))) })
+      })
+  })
+
   socket.on('disconnecting', (reason: string) => {
     guarded(app, socket, 'disconnect', undefined, () => { tellDisconnect(app, socket, reason) })
   })

@@ -4,6 +4,7 @@ import { createConnectionGate } from './connection-gate.js'
 import { guardRecovery, resumeSession } from './recovery.js'
 import { attachProtocol } from './client-events.js'
 import { holdableBroadcasts } from './broadcast-hold.js'
+import { trackPresence } from './presence-tracking.js'
 import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewayNamespace, GatewaySocket } from './types.js'
 
@@ -22,6 +23,7 @@ export function gateNamespace (app: FastifyInstance, name: string, context: Name
   const gauge = app.gatewayMetrics.socketConnections.labels({ namespace: name })
   const takeHeldSession = guardRecovery(nsp, app.messages.bytesOf)
   const holdRoom = holdableBroadcasts(nsp)
+  if (app.presence.tracks(name)) trackPresence(app, nsp)
   nsp.use(createConnectionGate(app, context.clientIp))
   nsp.on('connection', (socket: GatewaySocket) => {
     gauge.inc()
