@@ -1,5 +1,5 @@
 import type { RelayedMessage } from '../protocol/messages.js'
-import { compareStreamIds, formatStreamId, parseStreamId } from './ids.js'
+import { compareStreamIds, formatStreamId, parseStreamId } from '../protocol/message-ids.js'
 import type { HistoryLimits, HistoryStore, Recovery, StoredMessage } from './types.js'
 
 interface Entry { id: [number, number], stored: StoredMessage }

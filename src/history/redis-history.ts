@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { RelayedMessage } from '../protocol/messages.js'
-import { compareStreamIds, parseStreamId } from './ids.js'
+import { compareStreamIds, parseStreamId } from '../protocol/message-ids.js'
 import type { HistoryLimits, HistoryStore, Recovery, StoredMessage } from './types.js'
 
 // One command per kept message: the stream grows by one entry (trimmed to about `size`, never below) and

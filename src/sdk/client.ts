@@ -47,6 +47,10 @@ export interface ClientEvents {
   stopped: (err: GatewayError) => void
   /** A new token is in use (fetched, and being handed to live connections). */
   token: () => void
+  /** After a reconnect, a room was re-joined from the last message the client got: the `missed` ones were delivered, in order (SPEC §12). */
+  recovered: (namespace: string, room: string, missed: number) => void
+  /** After a reconnect, a room may have dropped messages the client never got (older than its history keeps): reload what matters. */
+  gap: (namespace: string, room: string) => void
 }
 
 export interface Client {
@@ -169,6 +173,11 @@ class GatewayClient implements Client, NamespaceHost {
   disconnected (namespace: string, reason: string): void { this.emit('disconnect', namespace, reason) }
 
   namespaceStopped (err: GatewayError): void { this.emit('stopped', err) }
+
+  rejoined (namespace: string, room: string, { recovered, missed }: { recovered: boolean, missed: number }): void {
+    if (recovered) this.emit('recovered', namespace, room, missed)
+    else this.emit('gap', namespace, room)
+  }
 
   stopClient (err: GatewayError): void {
     if (this.stoppedWith !== undefined) return

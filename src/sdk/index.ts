@@ -4,7 +4,7 @@
  */
 export { createClient } from './client.js'
 export type { Client, ClientEvents, ClientOptions } from './client.js'
-export type { Namespace, PublishAck, RelayedMessage } from './namespace.js'
+export type { HistoryMessage, Namespace, Presence, PublishAck, RelayedMessage } from './namespace.js'
 export { GatewayError, GATEWAY_CODES, SDK_CODES, remedyFor } from './errors.js'
 export type { ErrorCode, ErrorDetails, GatewayCode, Remedy, SdkCode } from './errors.js'
 export { backoffDelay, DEFAULT_BACKOFF } from './backoff.js'

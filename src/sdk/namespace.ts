@@ -4,6 +4,7 @@ import { GatewayError, isTransientTokenFailure, refusalError, remedyFor, retryAf
 import type { TokenSource } from './tokens.js'
 import { isReservedEvent } from '../protocol/events.js'
 import type { RelayedMessage } from '../protocol/messages.js'
+import { compareStreamIds, parseStreamId } from '../protocol/message-ids.js'
 
 /**
  * The ack of a published event (SPEC §5); `data` is the backend's answer when
@@ -12,6 +13,12 @@ import type { RelayedMessage } from '../protocol/messages.js'
 export interface PublishAck<T = unknown> { ok: true, id: string, data?: T }
 
 export type { RelayedMessage }
+
+/** Who is in a room (SPEC §11): `count` is exact; at most 1,000 `members`, `truncated` beyond. */
+export interface Presence { count: number, members: Array<{ sub: string, connections: number }>, truncated: boolean }
+
+/** A message of a room's history (SPEC §12), with the event it was sent as. */
+export type HistoryMessage<T = unknown> = RelayedMessage<T> & { event: string }
 
 /** One namespace of a client (`client.namespace('/chat')`); all of a client's namespaces share one connection. */
 export interface Namespace {
@@ -34,9 +41,23 @@ export interface Namespace {
    * event was relayed, or queued in notify mode), rejects with its refusal.
    */
   request: <T = unknown>(event: string, room: string, data: unknown) => Promise<T | undefined>
-  /** Listens to an event from the gateway (a relayed event, `auth:expiring`, `shutdown`…); returns the unsubscribe function. */
+  /** Who is in a room the token may subscribe to, across every instance (SPEC §11). */
+  presence: (room: string) => Promise<Presence>
+  /** The room's last messages, oldest first (SPEC §12; at most `limit`, capped by the gateway's HISTORY_SIZE). */
+  history: <T = unknown>(room: string, limit?: number) => Promise<Array<HistoryMessage<T>>>
+  /**
+   * Listens to an event from the gateway (a relayed event, `presence:join`,
+   * `presence:leave`, `auth:expiring`, `shutdown`…); returns the unsubscribe
+   * function. A relayed message the SDK already delivered (seen again at a
+   * recovery's boundary) is not delivered twice.
+   */
   on: <T = RelayedMessage>(event: string, handler: (payload: T) => void) => () => void
 }
+
+/** Where a client is in a joined room's history: the newest id it got, and the ids it got lately (to drop a repeat). */
+interface RoomPosition { newest?: [number, number], newestId?: string, recent: Set<string> }
+// Ids remembered per room for de-duplication: more than a replay's boundary can repeat.
+const RECENT_IDS = 256
 
 /** What a namespace needs from its client. */
 export interface NamespaceHost {
@@ -48,6 +69,8 @@ export interface NamespaceHost {
   disconnected: (namespace: string, reason: string) => void
   namespaceStopped: (err: GatewayError) => void
   stopClient: (err: GatewayError) => void
+  /** A re-join with `since` got what the room kept (`recovered`), or the room may have dropped messages meanwhile (`gap`). */
+  rejoined: (namespace: string, room: string, outcome: { recovered: boolean, missed: number }) => void
 }
 
 // Re-joins go out this many at a time: a socket that sends past its packet limit is refused, and past twice it, cut.
@@ -70,6 +93,9 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
 export class NamespaceChannel implements Namespace {
   private readonly socket: Socket
   private readonly joined = new Set<string>()
+  private readonly positions = new Map<string, RoomPosition>()
+  // Relayed messages seen before (a recovery's boundary): their listeners skip them.
+  private readonly repeats = new WeakSet<object>()
   private readonly backoff: Backoff
   // Rejections of the operations awaiting an ack: called when the namespace stops.
   private readonly pending = new Set<(err: GatewayError) => void>()
@@ -96,6 +122,8 @@ export class NamespaceChannel implements Namespace {
     this.socket.on('gateway:error', (body: unknown) => { this.onGatewayError(body) })
     this.socket.on('auth:expiring', () => { this.onExpiring() })
     this.socket.on('auth:expired', () => { this.renewAndPush() })
+    // Runs before the event's own listeners (socket.io-client calls onAny listeners first).
+    this.socket.onAny((_event: string, payload: unknown) => { this.observe(payload) })
   }
 
   get connected (): boolean { return this.socket.connected }
@@ -125,14 +153,31 @@ export class NamespaceChannel implements Namespace {
   }
 
   async join (room: string): Promise<void> {
-    await this.acked('join', { room }, { event: 'join', room })
+    if (!this.positions.has(room)) this.positions.set(room, { recent: new Set() })
+    try {
+      await this.acked('join', { room }, { event: 'join', room })
+    } catch (err) {
+      if (!this.joined.has(room)) this.positions.delete(room)
+      throw err
+    }
     this.joined.add(room)
   }
 
   async leave (room: string): Promise<void> {
     // Forgotten at once: whatever becomes of this packet, a reconnect will not join the room again.
     this.joined.delete(room)
+    this.positions.delete(room)
     await this.acked('leave', { room }, { event: 'leave', room })
+  }
+
+  async presence (room: string): Promise<Presence> {
+    const ack = await this.acked('presence', { room }, { event: 'presence', room })
+    return { count: Number(ack.count), members: Array.isArray(ack.members) ? ack.members as Presence['members'] : [], truncated: ack.truncated === true }
+  }
+
+  async history<T = unknown> (room: string, limit?: number): Promise<Array<HistoryMessage<T>>> {
+    const ack = await this.acked('history', limit === undefined ? { room } : { room, limit }, { event: 'history', room })
+    return Array.isArray(ack.messages) ? ack.messages as Array<HistoryMessage<T>> : []
   }
 
   async publish<T = unknown> (event: string, room: string, data: unknown): Promise<PublishAck<T>> {
@@ -151,7 +196,10 @@ export class NamespaceChannel implements Namespace {
 
   on<T = RelayedMessage>(event: string, handler: (payload: T) => void): () => void {
     // A listener of its own, so that unsubscribing removes exactly this subscription.
-    const listener = (payload: T): void => { handler(payload) }
+    const listener = (payload: T): void => {
+      if (typeof payload === 'object' && payload !== null && this.repeats.has(payload)) return
+      handler(payload)
+    }
     this.socket.on(event, listener)
     return () => { this.socket.off(event, listener) }
   }
@@ -338,11 +386,36 @@ export class NamespaceChannel implements Namespace {
     })
   }
 
-  /** Joins the remembered rooms again, a batch at a time; a room the policy now refuses is dropped and reported. */
+  /**
+   * A relayed message of a joined room moves the room's position; one
+   * already delivered (the boundary of a replay) is marked a repeat.
+   */
+  private observe (payload: unknown): void {
+    if (!isRecord(payload) || typeof payload.room !== 'string' || typeof payload.id !== 'string') return
+    const position = this.positions.get(payload.room)
+    if (position === undefined) return
+    if (position.recent.has(payload.id)) {
+      this.repeats.add(payload)
+      return
+    }
+    position.recent.add(payload.id)
+    if (position.recent.size > RECENT_IDS) position.recent.delete(position.recent.values().next().value as string)
+    const id = parseStreamId(payload.id)
+    if (id !== undefined && (position.newest === undefined || compareStreamIds(id, position.newest) > 0)) {
+      position.newest = id
+      position.newestId = payload.id
+    }
+  }
+
+  /** Joins the remembered rooms again, a batch at a time, from where the client was (SPEC §12); a room the policy now refuses is dropped and reported. */
   private async rejoin (rooms: string[], generation: number): Promise<void> {
     for (let i = 0; i < rooms.length; i += REJOIN_BATCH) {
       const batch = rooms.slice(i, i + REJOIN_BATCH).filter((room) => this.joined.has(room))
-      const results = await Promise.allSettled(batch.map(async (room) => { await this.acked('join', { room }, { event: 'join', room }) }))
+      const results = await Promise.allSettled(batch.map(async (room) => {
+        const since = this.positions.get(room)?.newestId
+        const ack = await this.acked('join', since === undefined ? { room } : { room, since }, { event: 'join', room })
+        if (since !== undefined && typeof ack.recovered === 'boolean') this.host.rejoined(this.name, room, { recovered: ack.recovered, missed: Number(ack.missed ?? 0) })
+      }))
       // Dropped again (or reconnected meanwhile): the next connect starts over.
       if (generation !== this.generation || !this.socket.connected) return
       let waitMs = 0

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { compareStreamIds, parseStreamId } from '../history/ids.js'
+import { compareStreamIds, parseStreamId } from '../protocol/message-ids.js'
 import type { Recovery } from '../history/types.js'
 import type { Hold } from './broadcast-hold.js'
 import type { GatewaySocket } from './types.js'

@@ -1,5 +1,5 @@
 // Message ids of rooms with history (SPEC §12): `<ms>-<seq>`, the shape of a Redis stream id, so the
-// in-process store and Redis order them alike. No imports.
+// in-process store and Redis order them alike; the SDK orders them too. No imports.
 
 const STREAM_ID = /^([0-9]{1,16})-([0-9]{1,16})$/
 
