@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { namespaceRefusal, type Principal } from '../auth/principal.js'
-import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
+import { isGatewayError, type GatewayError } from '../errors.js'
 import type { RelayedMessage } from '../protocol/messages.js'
 import { tenantRoom } from '../protocol/rooms.js'
 import { routeEvent } from '../routing/route-event.js'
@@ -66,13 +66,22 @@ export default fp(async (app) => {
   let deliveringMessage: RelayedMessage | undefined
   let deliveringBytes = 0
   let router: MessageRouter | undefined
+  // One warning per outage burst, not one per relayed packet.
+  let historyWarnedAt = 0
+  const historyDown = (err: unknown): void => {
+    if (Date.now() - historyWarnedAt < 10_000) return
+    historyWarnedAt = Date.now()
+    app.log.warn({ err }, 'history unavailable: messages are relayed without being kept')
+  }
 
   /**
    * Delivers to the room's members on every instance. A message reaches its
    * tenant's room only (SPEC §14); its `room` is the name the tenant's
    * clients know. In a namespace with history the room's history gives the
    * id (ordered within the room, SPEC §12) and keeps the message first, so a
-   * member rejoining with `since` can never miss one it was sent.
+   * member rejoining with `since` can never miss one it was sent. With the
+   * history unavailable (Redis down) live sockets keep relaying (SPEC §7):
+   * such a message gets a plain id, and is not kept.
    */
   function emit (from: RelayedMessage['from'], tenant: string, request: PublishRequest, origin: PublishOrigin, id?: string): DeliverResult {
     const { namespace, event } = request
@@ -80,8 +89,8 @@ export default fp(async (app) => {
     const kept = app.history.append(namespace, tenantRoom(tenant, request.room), event, { room: request.room, from, data: request.data, ts: Date.now() })
     if (typeof kept === 'string') return broadcast(from, tenant, request, origin, kept)
     return kept.then((keptId) => broadcast(from, tenant, request, origin, keptId), (err: unknown) => {
-      app.log.warn({ err }, 'history unavailable: message not delivered')
-      return gatewayError('UNAVAILABLE', 'The room\'s history is unavailable: the message was not delivered')
+      historyDown(err)
+      return broadcast(from, tenant, request, origin, id ?? randomUUID())
     })
   }
 

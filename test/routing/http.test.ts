@@ -334,7 +334,7 @@ t.test('notify mode: events queued for a route whose upstream is edited go out t
 })
 
 t.test('notify mode with relay: the room gets the event once it is queued, with the id the backend gets', async (t) => {
-  const { app, alice, bob } = await gateway(t)
+  const { app, alice, bob } = await gateway(t, { HISTORY_NAMESPACES: 'none' })
   const backend = await httpBackend(t)
   await createRoute(app, { events: ['order:*'], upstream: { type: 'http', url: backend.url }, mode: 'notify', relay: true })
   const relayed = nextEvent(bob, 'order:placed')
@@ -343,4 +343,17 @@ t.test('notify mode with relay: the room gets the event once it is queued, with 
   t.match(await relayed, { id: answer.id, data: 'x', from: { sub: 'alice' } })
   await eventually(() => backend.calls.length === 1, 10_000, 'delivered to the backend')
   t.equal(backend.calls[0].event.id, answer.id)
+})
+
+t.test('in a namespace with history, a relayed routed event takes the room\'s id: the ack and the room agree, the backend keeps its call\'s id', async (t) => {
+  const { app, alice, bob } = await gateway(t)
+  const backend = await httpBackend(t)
+  await createRoute(app, { events: ['order:*'], upstream: { type: 'http', url: backend.url }, mode: 'request', relay: true })
+  const relayed = nextEvent(bob, 'order:placed')
+  const answer = await ack(alice, 'order:placed', { room: 'lobby', data: 'x' })
+  t.match(answer, { ok: true, id: /^[0-9]+-[0-9]+$/ })
+  t.match(await relayed, { id: answer.id, data: 'x' })
+  t.same((await ack(bob, 'history', { room: 'lobby' })).messages.map((m: { id: string }) => m.id), [answer.id], 'kept in the room\'s history')
+  t.not(backend.calls[0].event.id, answer.id)
+  t.equal(backend.calls[0].headers['webhook-id'], backend.calls[0].event.id)
 })

@@ -30,7 +30,8 @@ interface Room {
  * publish to lobby without joining it), so her packet window is untouched.
  */
 async function chatRoom (t: Tap, env: Record<string, string> = {}, key: Record<string, unknown> = {}, aliceJoins = true): Promise<Room> {
-  const app = await buildApp(t, { ...ROOMY_LIMITS, ...env })
+  // No presence events: what the watcher receives is only what was relayed (presence has tests of its own).
+  const app = await buildApp(t, { ...ROOMY_LIMITS, PRESENCE_NAMESPACES: 'none', ...env })
   const sender = await keyWithPolicy(app, SENDER_RULES, key)
   const watch = await keyWithPolicy(app, WATCHER_RULES)
   const url = await listen(app)
