@@ -50,7 +50,8 @@ export const EnvSchema = Type.Object({
   PRESENCE_GRACE_SECONDS: Type.Optional(Type.String({ pattern: INT })),
   HISTORY_NAMESPACES: Type.Optional(Type.String()),
   HISTORY_SIZE: Type.Optional(Type.String({ pattern: INT })),
-  HISTORY_TTL_SECONDS: Type.Optional(Type.String({ pattern: INT }))
+  HISTORY_TTL_SECONDS: Type.Optional(Type.String({ pattern: INT })),
+  SOCKET_RECOVERY_SECONDS: Type.Optional(Type.String({ pattern: INT }))
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -93,6 +94,8 @@ export interface Config {
   presence: { namespaces: string[], graceMs: number }
   /** SPEC §12: where rooms keep their last `size` messages for `ttlSeconds`. */
   history: { namespaces: string[], size: number, ttlSeconds: number }
+  /** Socket.IO's own connection-state recovery window; 0 (the default) leaves it off: `join` with `since` recovers instead. */
+  socketRecoverySeconds: number
 }
 
 /** A configuration problem: the message is the one line the process prints before exiting 1. */
@@ -232,6 +235,8 @@ export function parseConfig (rawEnv: Record<string, string | undefined>): Config
   if (historyTtl < 1 || historyTtl > 86_400) throw new ConfigError('HISTORY_TTL_SECONDS', 'must be 1 to 86400 seconds')
   const presenceGrace = Number(checked.PRESENCE_GRACE_SECONDS ?? 5)
   if (presenceGrace > 3600) throw new ConfigError('PRESENCE_GRACE_SECONDS', 'must be 0 to 3600 seconds')
+  const socketRecoverySeconds = Number(checked.SOCKET_RECOVERY_SECONDS ?? 0)
+  if (socketRecoverySeconds > 600) throw new ConfigError('SOCKET_RECOVERY_SECONDS', 'must be 0 (off) to 600 seconds')
   const bodyLimit = Number(checked.BODY_LIMIT ?? 65536)
   if (bodyLimit < 64) throw new ConfigError('BODY_LIMIT', 'must be at least 64 bytes')
 
@@ -274,7 +279,8 @@ export function parseConfig (rawEnv: Record<string, string | undefined>): Config
     metricsAllow: parseCidrList('METRICS_ALLOW', checked.METRICS_ALLOW),
     alertWebhookUrl: checked.ALERT_WEBHOOK_URL,
     presence: { namespaces: parseNamespaceList('PRESENCE_NAMESPACES', checked.PRESENCE_NAMESPACES), graceMs: presenceGrace * 1000 },
-    history: { namespaces: parseNamespaceList('HISTORY_NAMESPACES', checked.HISTORY_NAMESPACES), size: historySize, ttlSeconds: historyTtl }
+    history: { namespaces: parseNamespaceList('HISTORY_NAMESPACES', checked.HISTORY_NAMESPACES), size: historySize, ttlSeconds: historyTtl },
+    socketRecoverySeconds
   }
 }
 

@@ -124,7 +124,9 @@ export default fp(async (app) => {
     maxHttpBufferSize: Math.max(4 * config.socketMaxPayload, TRANSPORT_MAX_BUFFER),
     // Measures each packet as it is decoded and never reconstructs binary attachments (see sockets/parser.ts).
     parser: gatewayParser(config.socketMaxPayload),
-    connectionStateRecovery: { maxDisconnectionDuration: 2 * 60_000, skipMiddlewares: false },
+    // Off by default: it keeps every broadcast in memory for its window, one instance only (the Redis adapter has no
+    // sessions) and dies with it; `join` with `since` recovers from the room's history on any instance (SPEC §12).
+    ...(config.socketRecoverySeconds > 0 ? { connectionStateRecovery: { maxDisconnectionDuration: config.socketRecoverySeconds * 1000, skipMiddlewares: false } } : {}),
     // A connection that has not connected a namespace by then is closed (SPEC §7); Socket.IO's default is 45 s.
     connectTimeout: NAMESPACE_CONNECT_TIMEOUT_MS,
     // On close, every socket hears `shutdown` before it is disconnected (SPEC §7).

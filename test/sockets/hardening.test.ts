@@ -78,7 +78,8 @@ t.test('narrowing a key\'s allowlist or expiring it closes its live sockets', as
  * Recovery needs an adapter that keeps sessions: this app has PostgreSQL but no Redis.
  */
 async function recoverablePair (t: Parameters<typeof buildFrom>[0]): Promise<{ member: Socket, sender: Socket }> {
-  const env = await isolatedEnv(t)
+  // Socket.IO's own recovery is off by default (SPEC §12's since does the job): these tests turn it on.
+  const env = await isolatedEnv(t, { SOCKET_RECOVERY_SECONDS: '120' })
   delete env.REDIS_URL
   const app = await buildFrom(t, env)
   const { apiKey } = await createKey(app, { policyId: await createPolicy(app, everything) })

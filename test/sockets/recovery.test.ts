@@ -12,7 +12,8 @@ const chatRules = (rooms: string[]): unknown[] => [{ effect: 'allow', namespace:
  * Streams adapter; the Redis pub/sub adapter has none.
  */
 async function buildWithoutRedis (t: Parameters<typeof isolatedEnv>[0]): Promise<FastifyInstance> {
-  const env = await isolatedEnv(t)
+  // Off by default (SOCKET_RECOVERY_SECONDS=0): these tests are of the recovery kept for those who turn it on.
+  const env = await isolatedEnv(t, { SOCKET_RECOVERY_SECONDS: '120' })
   delete env.REDIS_URL
   return await buildFrom(t, env)
 }
@@ -116,7 +117,7 @@ t.test('a session id presented under another key recovers nothing of that sessio
 })
 
 t.test('what recovery keeps is bounded, empty rooms included', async (t) => {
-  const env = await isolatedEnv(t, { RATE_LIMIT_SOCKET: '100000/second' })
+  const env = await isolatedEnv(t, { RATE_LIMIT_SOCKET: '100000/second', SOCKET_RECOVERY_SECONDS: '120' })
   delete env.REDIS_URL
   const app = await buildFrom(t, env)
   const { apiKey } = await createKey(app, { policyId: await createPolicy(app, chatRules(['void'])) })
@@ -137,4 +138,17 @@ t.test('what recovery keeps is bounded, empty rooms included', async (t) => {
     await Promise.all(Array.from({ length: 100 }, async () => await sender.timeout(5000).emitWithAck('message', { room: 'void', data: 'small' })))
   }
   t.ok(stored.length <= 2000, `${stored.length} packets kept of 2,400 small ones sent (bound 2,000)`)
+})
+
+t.test('Socket.IO\'s own recovery is off by default: a cut session comes back fresh (join with since recovers instead)', async (t) => {
+  const env = await isolatedEnv(t)
+  delete env.REDIS_URL
+  const app = await buildFrom(t, env)
+  const { apiKey } = await createKey(app, { policyId: await createPolicy(app, chatRules(['lobby'])) })
+  const url = await listen(app)
+  const member = connect(t, `${url}/chat`, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100, auth: { token: await mintToken(app, apiKey) } })
+  await connected(member)
+  await member.emitWithAck('join', { room: 'lobby' })
+  t.equal(await cutAndReconnect(member), 'fresh')
+  t.notOk(member.recovered)
 })
