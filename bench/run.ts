@@ -10,7 +10,7 @@
 // token and handshake steps start their own pairs after the scenarios.
 //
 //   BENCH_QUICK=1           shorter run (2 s windows, fewer sockets, no A0)
-//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, open-loop, churn, token, routing,
+//   BENCH_ONLY=relay,fanout only these (idle-memory, handshakes, relay, fanout, open-loop, churn, token, routing, history,
 //                           profile (relay), profile-token, profile-handshakes, micro)
 //   BENCH_TRIALS=n          measured trials per variant (default 3)
 //   BENCH_SECONDS=s         measured relay window (default 5; fan-out uses 3)
@@ -32,6 +32,7 @@ import { run as runFanout } from './scenarios/fanout.js'
 import { profileHandshakes, run as runHandshakes } from './scenarios/handshakes.js'
 import { profileToken, run as runToken } from './scenarios/token.js'
 import { IDLE_SOCKETS, IDLE_SOCKETS_QUICK, run as runIdleMemory } from './scenarios/idle-memory.js'
+import { run as runHistory } from './scenarios/history.js'
 import { run as runOpenLoop } from './scenarios/open-loop.js'
 import { run as runRouting } from './scenarios/routing.js'
 import { run as runSoak, soakSummary, writeSoakReport, type SoakReport } from './scenarios/soak.js'
@@ -493,7 +494,7 @@ async function main (): Promise<void> {
 
   const scenarios: Array<[string, (s: BenchSettings, servers: ServerSet) => Promise<ScenarioResult>]> = [
     ['idle-memory', runIdleMemory], ['handshakes', runHandshakes], ['relay', runRelay], ['fanout', runFanout],
-    ['open-loop', runOpenLoop], ['churn', runChurn], ['token', runToken], ['routing', runRouting]
+    ['open-loop', runOpenLoop], ['churn', runChurn], ['token', runToken], ['routing', runRouting], ['history', runHistory]
   ]
   const wanted = scenarios.filter(([name]) => wants(name))
   const tokens = settings.quick ? IDLE_SOCKETS_QUICK : IDLE_SOCKETS

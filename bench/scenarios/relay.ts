@@ -176,7 +176,7 @@ export async function run (settings: BenchSettings, servers: ServerSet): Promise
         `Each publish is delivered to the ${CLIENTS - 1} other members; server CPU per delivery (median): ` +
           labels.map((l) => `${l} ${summarize(series[l].cpuUsPerDelivery).median.toFixed(2)} µs`).join(', ') + '.',
         ...(labels.includes('A0')
-          ? [`A and B keep connection-state recovery on: every broadcast is kept in memory for 2 minutes (RSS after the windows: A ${med('A', 'serverRssMB')} MiB vs A0 ${med('A0', 'serverRssMB')} MiB).`]
+          ? [`A keeps connection-state recovery on (information): every broadcast is kept in memory for 2 minutes (RSS after the windows: A ${med('A', 'serverRssMB')} MiB vs A0 ${med('A0', 'serverRssMB')} MiB). B has it off (SOCKET_RECOVERY_SECONDS=0, the default) and keeps /chat's room history instead (HISTORY_NAMESPACES, see the history scenario).`]
           : []),
         `Ack latency is Little's law at work: ${CLIENTS * INFLIGHT} messages in flight, each fanned out to ${CLIENTS - 1} sockets, queue behind one another (e.g. A ${med('A', 'p50Ms')} ms p50).`
       ],
