@@ -110,6 +110,10 @@ t.test('three instances behave as one gateway', { skip: realServers ? false : 'n
     t.same(got.get(bobOfB)!.sort(), ['B private', 'B relay'], 'B\'s bob got B\'s messages only')
     t.same(mirrored.get(errorsOfA), ['FORBIDDEN'], 'A\'s bob heard his refusal on another instance')
     t.same(mirrored.get(errorsOfB), [], 'B\'s bob heard nothing of it')
+    const presenceOfA = await bobOfA.emitWithAck('presence', { room: 'room:shared' })
+    t.same(presenceOfA.members.map((m: { sub: string }) => m.sub).sort(), ['alice', 'bob'], 'presence across instances counts A\'s subjects only')
+    const historyOfB = await bobOfB.emitWithAck('history', { room: 'room:shared' })
+    t.same(historyOfB.messages.map((m: { data: unknown }) => m.data), ['B relay'], 'B\'s history holds B\'s message only')
   })
 
   await t.test('a key revoked through instance 2 disconnects its sockets on 1 and 3 at once, and the response counts them', async (t) => {

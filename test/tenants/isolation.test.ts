@@ -134,6 +134,25 @@ t.test('two tenants with the same rooms and subjects never see each other', asyn
     t.equal(seenByB.stop().length, 1, 'B\'s bob heard his own refusal only')
   })
 
+  await t.test('presence and history stay within the tenant', async (t) => {
+    const presenceOfA = await ack(bobOfA, 'presence', { room: 'lobby' })
+    t.same(presenceOfA.members.map((m: { sub: string }) => m.sub).sort(), ['alice', 'bob'], 'A\'s lobby: A\'s bob and alice')
+    const presenceOfB = await ack(bobOfB, 'presence', { room: 'lobby' })
+    t.same(presenceOfB.members.map((m: { sub: string }) => m.sub).sort(), ['bob', 'carol'], 'B\'s lobby: B\'s bob and carol')
+    const historyOfB = await ack(bobOfB, 'history', { room: 'lobby' })
+    t.ok(historyOfB.messages.length > 0)
+    t.notOk(historyOfB.messages.some((m: { data: unknown }) => m.data === 'for A'), 'A\'s message is not in B\'s history')
+    t.ok((await ack(bobOfA, 'history', { room: 'lobby' })).messages.some((m: { data: unknown }) => m.data === 'for A'), 'it is in A\'s')
+    const admin = await app.inject({ url: '/v1/presence?namespace=/chat&room=lobby&tenant=app-b', headers: adminHeaders })
+    t.same(admin.json().members.map((m: { sub: string }) => m.sub).sort(), ['bob', 'carol'], 'an admin names the tenant')
+    // A since from A's room does not replay A's messages into B's.
+    const id = (await ack(aliceOfA, 'message', { room: 'lobby', data: 'A again' })).id
+    const rejoin = await b.as('/chat', 'bob')
+    const replayed = recordEvents<{ data: unknown }>(rejoin, 'message')
+    t.match(await ack(rejoin, 'join', { room: 'lobby', since: id }), { ok: true })
+    t.notOk(replayed.stop().some((m) => m.data === 'A again' || m.data === 'for A'))
+  })
+
   await t.test('keys of one tenant share its users and rooms', async (t) => {
     const a2 = await tenantOn(t, app, url, 'app-a')
     const daveOfA = await a2.as('/chat', 'dave')
