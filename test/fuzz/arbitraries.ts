@@ -133,6 +133,8 @@ function someEntries (fields: Record<string, fc.Arbitrary<string>>, extra = true
 const ROOMS = ['lobby', 'bystanders', 'room:1', 'room:*', '*', 'user:fuzzer', 'user:alice', 'user:bob', 'key:fuzz', '', ' ', 'fuzz-probe', '__proto__', 'constructor', 'a'.repeat(256), 'a'.repeat(257)]
 const roomName = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...ROOMS) },
+  // A tenant's prefix (SPEC §14) spelled out, and control characters: never a room name.
+  { weight: 1, arbitrary: fc.constantFrom('default\u001flobby', 'app-a\u001flobby', 'lobby\u0000', '\u001f', '\u0007room') },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', maxLength: 40 }) },
   { weight: 1, arbitrary: fc.integer({ min: 258, max: 70_000 }).map((n) => 'r'.repeat(n)) }
 )
@@ -143,8 +145,8 @@ const roomJson = fc.oneof(
   { weight: 1, arbitrary: deepJson }
 )
 
-const HANDLED_EVENTS = ['join', 'leave', 'auth:refresh']
-const RESERVED_EVENTS = ['connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener', 'shutdown', 'alert', 'gateway:error', 'auth:expired', 'auth:expiring', 'auth:x']
+const HANDLED_EVENTS = ['join', 'leave', 'auth:refresh', 'history', 'presence']
+const RESERVED_EVENTS = ['connect', 'connect_error', 'disconnect', 'disconnecting', 'error', 'newListener', 'removeListener', 'shutdown', 'alert', 'gateway:error', 'auth:expired', 'auth:expiring', 'auth:x', 'presence:join', 'presence:leave']
 const MESSAGE_EVENTS = ['message', 'typing', 'chat', 'x', '__proto__', 'constructor', 'hasOwnProperty', 'toString', 'emit', 'on', 'prototype', 'then']
 const eventName = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...MESSAGE_EVENTS) },
@@ -172,6 +174,9 @@ const tokenJson = fc.oneof(
 const envelopeJson = fc.oneof(
   { weight: 10, arbitrary: fc.tuple(roomJson, jsonText).map(([room, data]) => `{"room":${room},"data":${data}}`) },
   { weight: 4, arbitrary: roomJson.map((room) => `{"room":${room}}`) },
+  // join { room, since } (SPEC §12) and history { room, limit }: ids of every shape, limits of every size.
+  { weight: 3, arbitrary: fc.tuple(roomJson, fc.oneof(fc.constantFrom('"0-0"', '"1-0"', '"9999999999999999-9999999999999999"', '"99999999999999999-0"', '"-1-0"', '"1-"', '""', '"x"', '1', 'null', `"${'9'.repeat(70)}"`, '"1700000000000-0"'), jsonText)).map(([room, since]) => `{"room":${room},"since":${since}}`) },
+  { weight: 2, arbitrary: fc.tuple(roomJson, fc.constantFrom('1', '0', '-1', '100', '101', '1e400', '1.5', '"5"', 'null', '9007199254740993')).map(([room, limit]) => `{"room":${room},"limit":${limit}}`) },
   { weight: 3, arbitrary: tokenJson.map((token) => `{"token":${token}}`) },
   { weight: 3, arbitrary: fc.tuple(roomJson, jsonText, fc.constantFrom('__proto__', 'constructor', 'extra', 'since', 'token')).map(([room, data, key]) => `{"room":${room},"data":${data},${JSON.stringify(key)}:${data}}`) },
   { weight: 2, arbitrary: fc.tuple(jsonText, jsonText).map(([room, data]) => `{"__proto__":{"room":"lobby"},"room":${room},"data":${data}}`) },
@@ -378,7 +383,8 @@ const publishBody = someEntries({
   namespace: fc.oneof(namespace.map((n) => JSON.stringify(n)), anyValue),
   room: roomJson,
   event: eventJson,
-  data: anyValue
+  data: anyValue,
+  tenant: fc.oneof(fc.constantFrom('"default"', '"app-a"', '"APP"', '""', '"a\u001fb"', `"${'t'.repeat(65)}"`, '"__proto__"'), anyValue)
 })
 
 const keyBody = someEntries({
@@ -388,7 +394,8 @@ const keyBody = someEntries({
   allowedIps: fc.oneof(fc.constantFrom('["10.0.0.0/8"]', '["::1/129"]', '["999.1.1.1"]', '"10.0.0.1"', '[]', `[${Array.from({ length: 3000 }, (_, i) => `"10.0.${i % 256}.0/24"`).join(',')}]`), anyValue),
   rateLimit: fc.oneof(fc.constantFrom('{"max":1,"windowSeconds":1}', '{"max":-1,"windowSeconds":0}', '{"max":1e400,"windowSeconds":1}', '{"max":"1"}', 'null'), anyValue),
   maxConnections: fc.oneof(fc.constantFrom('1', '0', '-1', '1e400', 'null', '"1"'), anyValue),
-  expiresAt: fc.oneof(fc.constantFrom('"2000-01-01T00:00:00Z"', '"9999-12-31T23:59:59Z"', '"not a date"', '"+275760-09-13T00:00:00.001Z"', '0', 'null'), anyValue)
+  expiresAt: fc.oneof(fc.constantFrom('"2000-01-01T00:00:00Z"', '"9999-12-31T23:59:59Z"', '"not a date"', '"+275760-09-13T00:00:00.001Z"', '0', 'null'), anyValue),
+  tenant: fc.oneof(fc.constantFrom('"default"', '"app-a"', '"App"', '""', '"a_b"', `"${'t'.repeat(65)}"`, '"__proto__"'), anyValue)
 })
 
 // Routes (SPEC §10) whose upstreams lead nowhere (a closed port, an unparsable URL): what the fuzzer's events
@@ -469,7 +476,8 @@ const restRoute: fc.Arbitrary<Route> = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x', '00000000-0000-0000-0000-000000000000', '%ff', '__proto__'), rawBody(policyBody.map(objectText))).map(([id, body]) => ({ tag: 'rest/policies-put', method: 'PUT', path: `/v1/policies/${id}`, body })) },
   { weight: 2, arbitrary: rawBody(routeBody.map(objectText)).map((body) => ({ tag: 'rest/routes', method: 'POST', path: '/v1/routes', body })) },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x', '00000000-0000-0000-0000-000000000000', '%ff', '__proto__'), fc.constantFrom('', '/rotate'), rawBody(routeBody.map(objectText))).map(([id, action, body]) => ({ tag: 'rest/routes-put', method: action === '' ? 'PUT' : 'POST', path: `/v1/routes/${id}${action}`, body })) },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('/v1/keys', '/v1/audit', '/v1/policies', '/v1/routes', '/v1/keys/x/usage'), fc.constantFrom('?limit=0', '?limit=101', '?limit=1e3', '?cursor=' + 'c'.repeat(600), '?cursor=%ff%fe', '?limit=5&limit=6', '?since=not-a-date', '?outcome=__proto__', '?ip=::1', '?__proto__[x]=1', '')).map(([path, query]) => ({ tag: 'rest/list', method: 'GET', path: path + query, body: '' })) },
+  { weight: 1, arbitrary: fc.constantFrom('?namespace=/chat&room=lobby', '?namespace=/chat&room=lobby&tenant=app-a', '?namespace=/chat', '?room=lobby', '?namespace=/nope&room=x', '?namespace=/chat&room=%1F', '?namespace=/chat&room=lobby&tenant=BAD', '?namespace=/chat&room=' + 'r'.repeat(300), '?namespace=/notification&room=lobby', '?namespace=/chat&room=lobby&room=x').map((query) => ({ tag: 'rest/presence', method: 'GET', path: '/v1/presence' + query, body: '' })) },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('/v1/keys', '/v1/audit', '/v1/policies', '/v1/routes', '/v1/keys/x/usage'), fc.constantFrom('?tenant=app-a', '?tenant=BAD', '?limit=0', '?limit=101', '?limit=1e3', '?cursor=' + 'c'.repeat(600), '?cursor=%ff%fe', '?limit=5&limit=6', '?since=not-a-date', '?outcome=__proto__', '?ip=::1', '?__proto__[x]=1', '')).map(([path, query]) => ({ tag: 'rest/list', method: 'GET', path: path + query, body: '' })) },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('GET', 'PROPFIND', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT', 'G\u00e9T'), fc.constantFrom('/', '/health/live', '/docs/json', '/metrics', '/v1/%', '/%00', '/socket.io/', '/v1/keys/' + 'k'.repeat(2000), '//v1//keys', '/.well-known/jwks.json')).map(([method, path]) => ({ tag: 'rest/other', method, path, body: '' })) }
 )
 

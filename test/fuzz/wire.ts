@@ -18,6 +18,13 @@ export function isAnswer (text: string): boolean {
   return text[1] === '2' && args >= 0 && args < 300 && text.startsWith('["gateway:error"', args)
 }
 
+/** An ack of an accepted packet (`43[/nsp,]<id>[{"ok":true…`): its fields are the operation's, not a refusal's. */
+function isAcceptedAck (text: string): boolean {
+  if (text[1] !== '3') return false
+  const args = text.indexOf('[')
+  return args >= 0 && args < 300 && text.startsWith('[{"ok":true', args)
+}
+
 interface Waiter { match: (text: string) => boolean, resolve: (result: Wait) => void, timer: NodeJS.Timeout }
 
 /** A raw Engine.IO v4 websocket: sends frames as given, answers the server's pings, waits for frames by predicate. */
@@ -37,7 +44,8 @@ export class EngineSocket {
       const text = data.toString()
       if (text === '2') { this.send({ text: '3' }); return }
       if (isAnswer(text)) {
-        this.longestAnswer = Math.max(this.longestAnswer, text.length - (text[2] === '/' ? text.indexOf(',') + 1 : 2))
+        // Refusals are what must not echo (SPEC §7); an accepted ack may carry what the room holds (a history).
+        if (!isAcceptedAck(text)) this.longestAnswer = Math.max(this.longestAnswer, text.length - (text[2] === '/' ? text.indexOf(',') + 1 : 2))
         if (this.received.length < 32) this.received.push(text.slice(0, 4096))
       }
       for (const waiter of this.waiters) {
