@@ -5,7 +5,8 @@
 #   make bench      run the benchmarks (bench/run.ts)
 #   make fuzz       fuzz an in-process gateway (FUZZ_RUNS=1000000, FUZZ_SEED, FUZZ_PATH); results in fuzz-results/
 #   make cluster    Redis, PostgreSQL, three instances on 3001-3003 (+ nginx on 3000); Ctrl-C stops all
-#   make build      compile to dist/ (the client SDK to dist/sdk/)
+#   make build      compile to dist/ (the client SDK to dist/sdk/), and the console, demo and SDK browser bundle to public/
+#   make demo       the gateway on embedded defaults with a demo policy and key; prints the console and demo URLs
 #   make typecheck  type-check only: src/, the SDK as browser code, test/ and bench/ (tsconfig.test.json)
 #   make lint       neostandard (eslint.config.js) over src/, test/, bench/, scripts/
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ SHELL := /bin/bash
 TEST_SERVERS := scripts/test-servers.sh
 TEST_SERVERS_STATE ?= $(CURDIR)/.test-servers.env
 
-.PHONY: help install dev test bench fuzz build typecheck lint cluster test-servers-start test-servers-stop
+.PHONY: help install dev test bench fuzz build web demo typecheck lint cluster test-servers-start test-servers-stop
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -36,11 +37,21 @@ node_modules: package-lock.json
 
 install: node_modules
 
-dev: node_modules
+# The console, the demo and the SDK's browser bundle (SPEC §13): built ahead of time, again when a source is newer.
+WEB_SOURCES := $(shell find web src/sdk src/protocol -type f 2>/dev/null) scripts/build-web.mjs
+public/sizes.json: node_modules $(WEB_SOURCES)
+	@node scripts/build-web.mjs
+
+web: public/sizes.json
+
+dev: node_modules public/sizes.json
 	@exec node --import tsx src/server.ts
 
+demo: node_modules public/sizes.json
+	@exec node --import tsx scripts/demo.ts
+
 # Each run has servers and a state file of its own, so two runs never stop each other's servers.
-test: node_modules
+test: node_modules public/sizes.json
 	@run_dir="$$(mktemp -d "$${TMPDIR:-/tmp}/spark-make-test-XXXXXX")"; \
 	export TEST_SERVERS_STATE="$$run_dir/servers.env"; \
 	trap 'bash $(TEST_SERVERS) stop >/dev/null 2>&1 || true; rm -rf "$$run_dir"' EXIT; \
@@ -66,10 +77,10 @@ fuzz: node_modules
 	@npx tsx scripts/fuzz.ts
 
 build: node_modules
-	@npx tsc -p tsconfig.json && npx tsc -p src/sdk/tsconfig.json
+	@npx tsc -p tsconfig.json && npx tsc -p src/sdk/tsconfig.json && node scripts/build-web.mjs
 
 typecheck: node_modules
-	@npx tsc -p tsconfig.json --noEmit && npx tsc -p src/sdk/tsconfig.json --noEmit && npx tsc -p tsconfig.test.json --noEmit
+	@npx tsc -p tsconfig.json --noEmit && npx tsc -p src/sdk/tsconfig.json --noEmit && npx tsc -p tsconfig.test.json --noEmit && npx tsc -p web/tsconfig.json
 
 lint: node_modules
-	@npx eslint --max-warnings 0 --cache --cache-location node_modules/.cache/eslint/ src test bench scripts examples eslint.config.js
+	@npx eslint --max-warnings 0 --cache --cache-location node_modules/.cache/eslint/ src test bench scripts examples web eslint.config.js

@@ -50,6 +50,8 @@ ensure_packages() {
   [ -n "$(find_pg_bin)" ] || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+  # The browser tests of the console and demo (SPEC §13) drive Debian's Chromium.
+  [ -x /usr/bin/chromium ] || need+=(chromium)
   [ "${#need[@]}" -eq 0 ] && return 0
   log "installing ${need[*]} (apt-get)"
   [ "$(id -u)" -eq 0 ] || die "need root to apt-get install ${need[*]}"
@@ -58,6 +60,7 @@ ensure_packages() {
   apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null >/dev/null
   [ -n "$(find_pg_bin)" ] || die "PostgreSQL binaries still missing after install"
   command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after install"
+  [ -x /usr/bin/chromium ] || die "chromium still missing after install"
 }
 
 # Two distinct free TCP ports on 127.0.0.1 (both sockets held open together).

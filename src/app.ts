@@ -39,6 +39,7 @@ import policyRoutes from './routes/policies.js'
 import routingRoutes from './routes/routing.js'
 import auditRoutes from './routes/audit.js'
 import presenceRoutes from './routes/presence.js'
+import webRoutes from './plugins/web.js'
 import { ErrorResponse } from './routes/schemas.js'
 import { jsonBodyParser } from './net/json-body.js'
 
@@ -183,6 +184,7 @@ export function build (config: Config, options: BuildOptions = {}): FastifyInsta
   void app.register(authRoutes)
   void app.register(adminRoutes)
   void app.register(publishRoutes)
+  void app.register(webRoutes)
   // Last: the socket layer only adapts what the plugins before it decorate.
   void app.register(socketsPlugin)
   return app
