@@ -39,6 +39,7 @@ import policyRoutes from './routes/policies.js'
 import routingRoutes from './routes/routing.js'
 import auditRoutes from './routes/audit.js'
 import presenceRoutes from './routes/presence.js'
+import connectionRoutes from './routes/connections.js'
 import webRoutes from './plugins/web.js'
 import { ErrorResponse } from './routes/schemas.js'
 import { jsonBodyParser } from './net/json-body.js'
@@ -198,6 +199,7 @@ const adminRoutes: FastifyPluginAsync = async (app) => {
   await app.register(routingRoutes)
   await app.register(auditRoutes)
   await app.register(presenceRoutes)
+  await app.register(connectionRoutes)
 }
 
 /** Maps any error a request can meet to a §6 refusal. */

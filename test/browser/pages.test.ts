@@ -153,4 +153,22 @@ t.test('the demo and the console in Chromium', async (t) => {
     // The one the test asked for: Chromium logs the refused sign-in's 401 as a failed resource.
     t.same(errors.filter((e) => !/status of (400|401|409)/.test(e)), [], 'no console error but the refusals the test asked for (400, 401, 409)')
   })
+
+  await t.test('console: connections per namespace, and alerts as they happen', async (t) => {
+    const operator = await keyWithPolicy(app, [{ effect: 'allow', namespace: '/system', actions: ['connect', 'subscribe'], rooms: ['admin'] }], { scopes: ['admin'] })
+    const { page, errors } = await openPage(t, browser)
+    await page.goto(`${url}/console/`)
+    await page.fill('#admin-key', operator.apiKey)
+    await page.click('#signin-form button[type=submit]')
+    await page.waitForSelector('body[data-signed-in="true"]', { timeout: WAIT_MS })
+    await page.goto(`${url}/console/#live`)
+    await page.waitForSelector('#alerts-state:has-text("listening")', { timeout: WAIT_MS })
+    t.match(await page.textContent('#connection-rows'), /\/system\s*[1-9]/, 'the console\'s own /system socket is counted')
+    const doomed = await keyWithPolicy(app, RULES)
+    await revokeKey(app, doomed.id)
+    await page.waitForSelector('#alert-rows tr:has-text("key_revoked")', { timeout: WAIT_MS })
+    t.match(await page.textContent('#alert-rows'), new RegExp(doomed.id), 'the alert names the key')
+    await page.screenshot({ path: `${ARTIFACTS}console-live.png`, fullPage: true })
+    t.same(errors, [], 'no console error')
+  })
 })

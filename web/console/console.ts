@@ -1,18 +1,20 @@
 // The operator console (SPEC §13): signs in with an admin key and shows one page at a time (#keys, #policies,
-// #routes, #attempts, #presence).
+// #routes, #attempts, #presence, #live).
 import { $, refusal, STORAGE_KEY } from './api.js'
 import { loadAttempts } from './attempts.js'
 import { loadKeys, setUpKeys } from './keys.js'
 import { loadPolicies, setUpPolicies } from './policies.js'
 import { setUpPresence } from './presence.js'
 import { loadRoutes } from './routes.js'
+import { loadConnections, stopAlerts, watchAlerts } from './live.js'
 
 const PAGES: Record<string, () => Promise<void>> = {
   keys: async () => { await loadKeys() },
   policies: loadPolicies,
   routes: loadRoutes,
   attempts: loadAttempts,
-  presence: async () => {}
+  presence: async () => {},
+  live: async () => { await watchAlerts(); await loadConnections() }
 }
 let refreshTimer: ReturnType<typeof setInterval> | undefined
 
@@ -32,6 +34,7 @@ async function show (name: string): Promise<void> {
   await PAGES[page]()
   // The attempts page is live: refreshed every few seconds while it is shown.
   if (page === 'attempts') refreshTimer = setInterval(() => { loadAttempts().catch((err: unknown) => { refusal(err) }) }, 5000)
+  if (page === 'live') refreshTimer = setInterval(() => { loadConnections().catch((err: unknown) => { refusal(err) }) }, 5000)
 }
 
 async function start (): Promise<void> {
@@ -55,6 +58,7 @@ $('signin-form').addEventListener('submit', (event) => {
 $('signout').addEventListener('click', () => {
   sessionStorage.removeItem(STORAGE_KEY)
   clearInterval(refreshTimer)
+  stopAlerts()
   signedIn(false)
 })
 window.addEventListener('hashchange', () => {

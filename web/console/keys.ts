@@ -12,6 +12,14 @@ function keyRow (key: KeyView): HTMLTableRowElement {
   row.append(cell(key.name), cell(key.id, true), cell(key.tenant), cell(key.scopes.join(' ')), cell(key.policyId ?? '—', true), cell(new Date(key.createdAt).toLocaleString()), cell(state))
   const actions = document.createElement('td')
   if (state === 'active') {
+    actions.append(button('Rotate', 'rotate', () => {
+      const grace = prompt('Grace period in seconds (the old secret, and tokens minted from it, keep working this long):', '0')
+      if (grace === null) return
+      api<KeyView & { apiKey: string }>('POST', `/v1/keys/${key.id}/rotate`, { gracePeriodSeconds: Number(grace) }).then((rotated) => {
+        $('secret-value').textContent = rotated.apiKey
+        $('new-secret').classList.remove('hidden')
+      }, (err: unknown) => { refusal(err) })
+    }))
     actions.append(button('Revoke', 'revoke', () => {
       if (!confirm(`Revoke ${key.name}? Its tokens stop and its sockets are disconnected on every instance.`)) return
       api<{ disconnected: number }>('POST', `/v1/keys/${key.id}/revoke`).then(({ disconnected }) => {
