@@ -7,13 +7,20 @@ interface HeldBroadcast { id: unknown, deliver: () => void }
 export interface Hold {
   /**
    * Delivers what was held whose id `isNew` says the replay did not carry,
-   * in arrival order, and lets the room's broadcasts through again.
+   * in arrival order, then lets the room's broadcasts through again, less
+   * those `isNew` refuses for a while longer (see AFTER_RELEASE_MS).
    */
   release: (isNew: (id: unknown) => boolean) => void
 }
 
+/** One socket's room while it is replayed (`queue`), then while late copies of the replay may still arrive (`isNew`). */
+interface RoomHold { queue?: HeldBroadcast[], isNew?: (id: unknown) => boolean }
+
 // A replay that has not finished by this many held broadcasts is cut short: what is held is delivered.
 const MAX_HELD = 10_000
+// A message another instance kept before the replay read it may reach this instance after the replay is
+// out (its pub/sub delivery lags its XADD): for this long the replayed ids are still refused.
+const AFTER_RELEASE_MS = 10_000
 
 interface AdapterInternals {
   _encode: (packet: { data?: unknown[] }, options: unknown) => unknown
@@ -35,7 +42,7 @@ interface AdapterInternals {
  */
 export function holdableBroadcasts (nsp: GatewayNamespace): (socket: GatewaySocket, room: string) => Hold {
   const adapter = nsp.adapter as unknown as AdapterInternals
-  const holds = new Map<string, Map<string, HeldBroadcast[]>>()
+  const holds = new Map<string, Map<string, RoomHold>>()
   let broadcasting: { data?: unknown[] } | undefined
 
   const encode = adapter._encode.bind(adapter)
@@ -50,36 +57,43 @@ export function holdableBroadcasts (nsp: GatewayNamespace): (socket: GatewaySock
     broadcasting = undefined
     if (holds.size === 0 || packet === undefined) return apply(opts, callback)
     apply(opts, (socket) => {
-      const held = holds.get(socket.id)
-      const queue = held === undefined ? undefined : firstHeld(held, opts.rooms)
-      if (queue === undefined || queue.length >= MAX_HELD) return callback(socket)
-      queue.push({ id: (packet.data?.[1] as { id?: unknown } | undefined)?.id, deliver: () => { callback(socket) } })
+      const rooms = holds.get(socket.id)
+      const hold = rooms === undefined ? undefined : firstHeld(rooms, opts.rooms)
+      if (hold === undefined) return callback(socket)
+      const id = (packet.data?.[1] as { id?: unknown } | undefined)?.id
+      if (hold.queue !== undefined && hold.queue.length < MAX_HELD) hold.queue.push({ id, deliver: () => { callback(socket) } })
+      else if (hold.isNew === undefined || hold.isNew(id)) callback(socket)
     })
+  }
+
+  const forget = (socketId: string, room: string, hold: RoomHold): void => {
+    const rooms = holds.get(socketId)
+    if (rooms?.get(room) === hold) rooms.delete(room)
+    if (rooms !== undefined && rooms.size === 0) holds.delete(socketId)
   }
 
   return (socket, room) => {
     let rooms = holds.get(socket.id)
     if (rooms === undefined) holds.set(socket.id, rooms = new Map())
-    const queue: HeldBroadcast[] = []
-    rooms.set(room, queue)
-    let released = false
+    const hold: RoomHold = { queue: [] }
+    rooms.set(room, hold)
     return {
       release (isNew) {
-        if (released) return
-        released = true
-        if (rooms.get(room) === queue) rooms.delete(room)
-        if (rooms.size === 0 && holds.get(socket.id) === rooms) holds.delete(socket.id)
-        if (!socket.connected) return
-        for (const held of queue) if (isNew(held.id)) held.deliver()
+        const queue = hold.queue
+        if (queue === undefined) return
+        hold.queue = undefined
+        hold.isNew = isNew
+        if (socket.connected) for (const held of queue) if (isNew(held.id)) held.deliver()
+        setTimeout(() => { forget(socket.id, room, hold) }, AFTER_RELEASE_MS).unref()
       }
     }
   }
 }
 
-function firstHeld (held: Map<string, HeldBroadcast[]>, rooms: Set<string>): HeldBroadcast[] | undefined {
+function firstHeld (held: Map<string, RoomHold>, rooms: Set<string>): RoomHold | undefined {
   for (const room of rooms) {
-    const queue = held.get(room)
-    if (queue !== undefined) return queue
+    const hold = held.get(room)
+    if (hold !== undefined) return hold
   }
   return undefined
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { Socket as ClientSocket } from 'socket.io-client'
-import { buildApp, listen, realServers } from '../helper.js'
+import { buildApp, buildFrom, isolatedEnv, listen, realServers } from '../helper.js'
 import { ack, connectAs, eventually, keyWithPolicy, replacePolicy, ROOMY_LIMITS, tokenFor } from '../support/sockets.js'
 
 // SPEC §12 on both stores: Redis streams (real servers) and the in-process rings (embedded).
@@ -126,3 +126,38 @@ for (const embedded of realServers ? [false, true] : [true]) {
     t.ok(received.length > 50, 'the load ran through the reconnects')
   })
 }
+
+t.test('the handover across instances: a publisher on one, a client re-joining on another under load, every message once, in order', { skip: realServers ? false : 'needs the real Redis of make test' }, async (t) => {
+  const env = await isolatedEnv(t, { ...LIMITS, HISTORY_SIZE: '1000' })
+  const [first, second] = [await buildFrom(t, env), await buildFrom(t, env)]
+  const [url1, url2] = [await listen(first), await listen(second)]
+  const { apiKey } = await keyWithPolicy(first, RULES)
+  const alice = await connectAs(t, url1, '/chat', await tokenFor(first, apiKey, 'alice'))
+  const published: string[] = []
+  let publishing = true
+  const load = (async () => {
+    let n = 0
+    while (publishing) {
+      const batch = Array.from({ length: 16 }, () => alice.timeout(10_000).emitWithAck('message', { room: 'room:busy', data: n++ }))
+      for (const answer of await Promise.all(batch)) published.push(answer.id)
+    }
+  })()
+  let since: string | undefined
+  const received: string[] = []
+  for (let round = 0; round < 10; round++) {
+    const bob = await connectAs(t, url2, '/chat', await tokenFor(second, apiKey, 'bob'))
+    const got = collect(bob)
+    const answer = await ack(bob, 'join', since === undefined ? { room: 'room:busy' } : { room: 'room:busy', since })
+    t.equal(answer.ok, true)
+    await new Promise((resolve) => setTimeout(resolve, 30 + 20 * round))
+    bob.close()
+    received.push(...got.map((m) => m.id))
+    since = received.at(-1) ?? since
+  }
+  publishing = false
+  await load
+  const start = published.indexOf(received[0])
+  const expected = published.slice(start).sort(idOrder).filter((id) => idOrder(id, received.at(-1)!) <= 0)
+  t.equal(received.length - new Set(received).size, 0, 'none twice')
+  t.same(received, expected, `none missed, in order (${received.length} over 10 re-joins)`)
+})
