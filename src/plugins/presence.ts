@@ -72,8 +72,8 @@ export default fp(async (app) => {
     reaping = setInterval(() => {
       if (busy) return
       busy = true
-      Promise.resolve(store.reap(graceMs))
-        .then((departures) => { for (const { namespace, room, sub } of departures) announce('presence:leave', namespace, room, sub) }, failed)
+      Promise.resolve(store.reap(graceMs, (departures) => { for (const { namespace, room, sub } of departures) announce('presence:leave', namespace, room, sub) }))
+        .catch(failed)
         .finally(() => { busy = false })
     }, REAP_EVERY_MS)
     reaping.unref()

@@ -48,7 +48,7 @@ export function createMemoryPresence (now: () => number = Date.now): PresenceSto
       }
       return { count: subjects.size, members, truncated: subjects.size > members.length }
     },
-    reap: () => [],
+    reap: () => {},
     close () { rooms.clear() }
   }
 }

@@ -24,7 +24,7 @@ export interface PresenceStore {
    */
   expire: (namespace: string, room: string, sub: string, graceMs: number) => Promise<number> | number
   members: (namespace: string, room: string, max: number) => Promise<PresenceSnapshot> | PresenceSnapshot
-  /** Removes the members of instances that stopped renewing their lease, once across the cluster: the subjects that left. */
-  reap: (graceMs: number) => Promise<Departure[]> | Departure[]
+  /** Removes the members of instances that stopped renewing their lease, once across the cluster; `announce` hears who left, room by room. */
+  reap: (graceMs: number, announce: (left: Departure[]) => void) => Promise<void> | void
   close: () => Promise<void> | void
 }

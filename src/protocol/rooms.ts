@@ -38,8 +38,13 @@ export function clientNameOf (room: string): string {
 /** The room of a subject's sockets in each namespace: `POST /v1/publish` to it reaches every connection of that user. */
 export const userRoom = (sub: string): string => `user:${sub}`
 
-/** Each socket is in this room of its namespace, so a key's sockets can be found and closed together (key ids are gateway-wide). */
-export const keyRoom = (keyId: string): string => `key:${keyId}`
+/**
+ * Each socket is in this room of its namespace, so a key's sockets can be
+ * found and closed together (key ids are gateway-wide). Its name starts with
+ * the separator no client room name may hold: no client of any tenant can
+ * publish to it, whatever its policy.
+ */
+export const keyRoom = (keyId: string): string => `${TENANT_SEPARATOR}key:${keyId}`
 
 /**
  * Rooms the gateway manages: `user:<sub>`, `key:<id>` and the socket's own

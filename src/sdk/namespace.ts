@@ -54,10 +54,17 @@ export interface Namespace {
   on: <T = RelayedMessage>(event: string, handler: (payload: T) => void) => () => void
 }
 
-/** Where a client is in a joined room's history: the newest id it got, and the ids it got lately (to drop a repeat). */
-interface RoomPosition { newest?: [number, number], newestId?: string, recent: Set<string> }
+/**
+ * Where a client is in a joined room's history: the newest id it got, the ids
+ * it got lately (to drop a repeat), and the repeats dropped since its last
+ * re-join (a replay counts them in `missed`).
+ */
+interface RoomPosition { newest?: [number, number], recent: Set<string>, repeats: number }
 // Ids remembered per room for de-duplication: more than a replay's boundary can repeat.
-const RECENT_IDS = 256
+const RECENT_IDS = 1024
+// Messages from several instances may arrive out of id order (an older one lagging in another instance's
+// pub/sub): a re-join asks from a little before the newest id it got, and the repeats are dropped.
+const REWIND_MS = 2000
 
 /** What a namespace needs from its client. */
 export interface NamespaceHost {
@@ -153,7 +160,7 @@ export class NamespaceChannel implements Namespace {
   }
 
   async join (room: string): Promise<void> {
-    if (!this.positions.has(room)) this.positions.set(room, { recent: new Set() })
+    if (!this.positions.has(room)) this.positions.set(room, { recent: new Set(), repeats: 0 })
     try {
       await this.acked('join', { room }, { event: 'join', room })
     } catch (err) {
@@ -396,15 +403,25 @@ export class NamespaceChannel implements Namespace {
     if (position === undefined) return
     if (position.recent.has(payload.id)) {
       this.repeats.add(payload)
+      position.repeats++
       return
     }
     position.recent.add(payload.id)
     if (position.recent.size > RECENT_IDS) position.recent.delete(position.recent.values().next().value as string)
     const id = parseStreamId(payload.id)
-    if (id !== undefined && (position.newest === undefined || compareStreamIds(id, position.newest) > 0)) {
-      position.newest = id
-      position.newestId = payload.id
+    if (id !== undefined && (position.newest === undefined || compareStreamIds(id, position.newest) > 0)) position.newest = id
+  }
+
+  /** The `since` of a re-join: the oldest id got within REWIND_MS of the newest (all later ones it got are in `recent`). */
+  private sinceOf (position: RoomPosition | undefined): string | undefined {
+    if (position?.newest === undefined) return undefined
+    const floor = position.newest[0] - REWIND_MS
+    let since: [number, number] = position.newest
+    for (const text of position.recent) {
+      const id = parseStreamId(text)
+      if (id !== undefined && id[0] >= floor && compareStreamIds(id, since) < 0) since = id
     }
+    return `${since[0]}-${since[1]}`
   }
 
   /** Joins the remembered rooms again, a batch at a time, from where the client was (SPEC §12); a room the policy now refuses is dropped and reported. */
@@ -412,9 +429,13 @@ export class NamespaceChannel implements Namespace {
     for (let i = 0; i < rooms.length; i += REJOIN_BATCH) {
       const batch = rooms.slice(i, i + REJOIN_BATCH).filter((room) => this.joined.has(room))
       const results = await Promise.allSettled(batch.map(async (room) => {
-        const since = this.positions.get(room)?.newestId
+        const position = this.positions.get(room)
+        const since = this.sinceOf(position)
+        if (position !== undefined) position.repeats = 0
         const ack = await this.acked('join', since === undefined ? { room } : { room, since }, { event: 'join', room })
-        if (since !== undefined && typeof ack.recovered === 'boolean') this.host.rejoined(this.name, room, { recovered: ack.recovered, missed: Number(ack.missed ?? 0) })
+        // The replay came before its ack: its repeats of what the client had are not missed messages.
+        const missed = Math.max(0, Number(ack.missed ?? 0) - (position?.repeats ?? 0))
+        if (since !== undefined && typeof ack.recovered === 'boolean') this.host.rejoined(this.name, room, { recovered: ack.recovered, missed })
       }))
       // Dropped again (or reconnected meanwhile): the next connect starts over.
       if (generation !== this.generation || !this.socket.connected) return

@@ -37,6 +37,8 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
       guarded(app, socket, 'join', ack, () => {
         const cancelled = asked && awaitingJoin?.delete(room) !== true
         if (refused !== undefined) return answerRefusal(socket, 'join', ack, packetRefusal(refused))
+        // In the room already (its own user room, a repeated join): it got every message live, nothing to replay.
+        if (since !== undefined && socket.rooms.has(joined)) return ack?.({ ok: true, recovered: true, missed: 0 })
         if (since !== undefined && !cancelled && socket.connected) {
           // SPEC §12: the missed messages, then the ack that counts them.
           const hold = app.history.keeps(socket.nsp.name) ? holdRoom(socket, joined) : undefined

@@ -70,6 +70,9 @@ for (const embedded of realServers ? [false, true] : [true]) {
     await eventually(() => replayed.length === 4, 10_000, 'the live one')
     t.same(replayed.map((m) => m.id), [...missed, live])
 
+    t.same(await ack(again, 'join', { room: 'lobby', since: first }), { ok: true, recovered: true, missed: 0 }, 'in the room already: nothing replayed again')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.equal(replayed.length, 4, 'no repeat')
     const up = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'bob'))
     t.same(await ack(up, 'join', { room: 'lobby', since: live }), { ok: true, recovered: true, missed: 0 }, 'nothing missed')
     const past = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'bob'))

@@ -65,6 +65,13 @@ for (const embedded of realServers ? [false, true] : [true]) {
     t.same((await ack(carol, 'presence', { room: 'lobby' })).members, [{ sub: 'carol', connections: 1 }])
 
     t.equal((await ack(carol, 'presence', { room: 'elsewhere' })).error.code, 'FORBIDDEN', 'presence needs subscribe')
+    // A room whose name ends like the store's own keys is a room of its own (its key is never another room's hash).
+    t.same(await ack(carol, 'join', { room: 'room:x' }), { ok: true })
+    await eventually(async () => (await ack(carol, 'presence', { room: 'room:x' })).count === 1, 10_000, 'carol in room:x')
+    for (const suffix of [':by', ':gone', '\u0000by']) {
+      const other = await ack(carol, 'presence', { room: `room:x${suffix}` })
+      t.equal(other.ok === true ? other.count : other.error.code, suffix.startsWith(':') ? 0 : 'VALIDATION_FAILED', `room:x${JSON.stringify(suffix)} shows nothing of room:x`)
+    }
     t.equal((await ack(carol, 'presence', {})).error.code, 'VALIDATION_FAILED')
     t.equal((await ack(carol, 'presence:join', { room: 'lobby', data: { sub: 'mallory' } })).error.code, 'FORBIDDEN', 'presence events are the gateway\'s')
     const notes = await as('carol', '/notification')

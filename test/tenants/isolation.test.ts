@@ -153,6 +153,18 @@ t.test('two tenants with the same rooms and subjects never see each other', asyn
     t.notOk(replayed.stop().some((m) => m.data === 'A again' || m.data === 'for A'))
   })
 
+  await t.test('a key\'s own room is out of every client\'s reach, whatever its policy', async (t) => {
+    const open = await keyWithPolicy(app, [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'] }], { scopes: ['token:delegate', 'publish'] })
+    const mallory = await connectAs(t, url, '/chat', await tokenFor(app, open.apiKey, 'mallory'))
+    const crossed = await receivedBefore(bobOfB, 'message', async () => {
+      for (const room of [`key:${b.id}`, `key:${a.id}`]) t.equal((await ack(mallory, 'message', { room, data: 'into a key room' })).ok, true, `${room} is just a room of mallory's tenant`)
+      const http = await app.inject({ method: 'POST', url: '/v1/publish', headers: { 'x-api-key': open.apiKey }, payload: { namespace: '/chat', room: `key:${b.id}`, event: 'message', data: 'into a key room' } })
+      t.equal(http.statusCode, 202)
+      await ack(carolOfB, 'message', { room: 'lobby', data: { sentinel: true } })
+    })
+    t.same(crossed, [], 'B\'s sockets got nothing')
+  })
+
   await t.test('keys of one tenant share its users and rooms', async (t) => {
     const a2 = await tenantOn(t, app, url, 'app-a')
     const daveOfA = await a2.as('/chat', 'dave')
