@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { buildApp, buildFrom, isolatedEnv, listen, realServers } from '../helper.js'
 import { ack, connectAs, eventually, keyWithPolicy, replacePolicy, ROOMY_LIMITS, tokenFor } from '../support/sockets.js'
@@ -94,39 +94,8 @@ for (const embedded of realServers ? [false, true] : [true]) {
     const app = await buildApp(t, { ...LIMITS, HISTORY_SIZE: '1000' }, { embedded })
     const url = await listen(app)
     const { apiKey } = await keyWithPolicy(app, RULES)
-    const alice = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'alice'))
-    const published: string[] = []
-    let publishing = true
-    // Alice publishes without pause (up to 16 in flight) through the whole test.
-    const load = (async () => {
-      let n = 0
-      while (publishing) {
-        const batch = Array.from({ length: 16 }, () => alice.timeout(10_000).emitWithAck('message', { room: 'room:busy', data: n++ }))
-        for (const answer of await Promise.all(batch)) published.push(answer.id)
-      }
-    })()
-    let since: string | undefined
-    const received: string[] = []
-    for (let round = 0; round < 8; round++) {
-      const bob = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'bob'))
-      const got = collect(bob)
-      const answer = await ack(bob, 'join', since === undefined ? { room: 'room:busy' } : { room: 'room:busy', since })
-      t.equal(answer.ok, true)
-      if (since !== undefined) t.equal(answer.recovered, true, `round ${round} recovered`)
-      await new Promise((resolve) => setTimeout(resolve, 30 + 20 * round))
-      bob.close()
-      received.push(...got.map((m) => m.id))
-      since = received.at(-1) ?? since
-    }
-    publishing = false
-    await load
-    // Everything published after bob's first join reached him once, in the room's order.
-    const start = published.indexOf(received[0])
-    t.ok(start >= 0, 'bob\'s first message was published')
-    const expected = published.slice(start).sort(idOrder).filter((id) => idOrder(id, received.at(-1)!) <= 0)
-    t.equal(new Set(received).size, received.length, 'none twice')
-    t.same(received, expected, `every message once, in order (${received.length} over 8 reconnects)`)
-    t.ok(received.length > 50, 'the load ran through the reconnects')
+    const received = await handoverUnderLoad(t, { url, token: await tokenFor(app, apiKey, 'alice') }, { url, token: async () => await tokenFor(app, apiKey, 'bob') }, 8)
+    t.ok(received > 50, 'the load ran through the reconnects')
   })
 }
 
@@ -135,7 +104,17 @@ t.test('the handover across instances: a publisher on one, a client re-joining o
   const [first, second] = [await buildFrom(t, env), await buildFrom(t, env)]
   const [url1, url2] = [await listen(first), await listen(second)]
   const { apiKey } = await keyWithPolicy(first, RULES)
-  const alice = await connectAs(t, url1, '/chat', await tokenFor(first, apiKey, 'alice'))
+  await handoverUnderLoad(t, { url: url1, token: await tokenFor(first, apiKey, 'alice') }, { url: url2, token: async () => await tokenFor(second, apiKey, 'bob') }, 10)
+})
+
+/**
+ * Alice publishes to room:busy without pause (16 in flight) while bob joins,
+ * leaves after a while and re-joins with `since`, `rounds` times: everything
+ * published from bob's first message to his last reached him once, in the
+ * room's order. Returns how many he got.
+ */
+async function handoverUnderLoad (t: Test, publisher: { url: string, token: string }, member: { url: string, token: () => Promise<string> }, rounds: number): Promise<number> {
+  const alice = await connectAs(t, publisher.url, '/chat', publisher.token)
   const published: string[] = []
   let publishing = true
   const load = (async () => {
@@ -147,11 +126,12 @@ t.test('the handover across instances: a publisher on one, a client re-joining o
   })()
   let since: string | undefined
   const received: string[] = []
-  for (let round = 0; round < 10; round++) {
-    const bob = await connectAs(t, url2, '/chat', await tokenFor(second, apiKey, 'bob'))
+  for (let round = 0; round < rounds; round++) {
+    const bob = await connectAs(t, member.url, '/chat', await member.token())
     const got = collect(bob)
     const answer = await ack(bob, 'join', since === undefined ? { room: 'room:busy' } : { room: 'room:busy', since })
     t.equal(answer.ok, true)
+    if (since !== undefined) t.equal(answer.recovered, true, `round ${round} recovered`)
     await new Promise((resolve) => setTimeout(resolve, 30 + 20 * round))
     bob.close()
     received.push(...got.map((m) => m.id))
@@ -160,7 +140,9 @@ t.test('the handover across instances: a publisher on one, a client re-joining o
   publishing = false
   await load
   const start = published.indexOf(received[0])
+  t.ok(start >= 0, 'bob\'s first message was published')
   const expected = published.slice(start).sort(idOrder).filter((id) => idOrder(id, received.at(-1)!) <= 0)
   t.equal(received.length - new Set(received).size, 0, 'none twice')
-  t.same(received, expected, `none missed, in order (${received.length} over 10 re-joins)`)
-})
+  t.same(received, expected, `every message once, in order (${received.length} over ${rounds} re-joins)`)
+  return received.length
+}
