@@ -2,6 +2,7 @@ import t from 'tap'
 import type { Socket } from 'socket.io-client'
 import type { FastifyInstance } from 'fastify'
 import { adminHeaders, buildFrom, connect, connected, createKey, createPolicy, listen, mintToken, sleep, isolatedEnv } from '../helper.js'
+import { keyRoom } from '../../src/protocol/rooms.js'
 import { eventually, WAIT_MS } from '../support/sockets.js'
 
 const chatRules = (rooms: string[]): unknown[] => [{ effect: 'allow', namespace: '/chat', actions: ['connect', 'subscribe', 'publish'], rooms }]
@@ -112,7 +113,7 @@ t.test('a session id presented under another key recovers nothing of that sessio
   await connected(stranger)
   await sleep(200)
   t.notOk(frames.some((f) => f.includes('missed')), `none of the session's missed messages (${frames.length} frames)`)
-  const [server] = await app.io.of('/chat').in(`key:${thief.id}`).fetchSockets()
+  const [server] = await app.io.of('/chat').in(keyRoom(thief.id)).fetchSockets()
   t.notOk(server.rooms.has('secret'), 'and none of its rooms')
 })
 
