@@ -3,8 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { gatewayError, isGatewayError, type GatewayError } from '../errors.js'
 import { keyRoom, tenantRoom, userRoom } from '../protocol/rooms.js'
 import type { HistoryPayload, JoinPayload, RefreshPayload, RoomPayload } from './envelopes.js'
-import type { Hold } from './broadcast-hold.js'
-import { joinSince } from './room-recovery.js'
+import { joinSince, type HoldRoom } from './room-recovery.js'
 import { answerRefusal, packetRefusal } from './refusal.js'
 import { createPacketGate } from './packet-gate.js'
 import type { Ack } from '../protocol/messages.js'
@@ -12,9 +11,6 @@ import type { ExpiryWatch } from './expiry-watch.js'
 import type { GatewaySocket } from './types.js'
 import { answerFault, FAULTED, guarded } from './guarded.js'
 import { askRoute, tellDisconnect, tellLeave } from './route-hooks.js'
-
-/** Holds the broadcasts of a room back from a socket while it is replayed the room's history. */
-export type HoldRoom = (socket: GatewaySocket, room: string) => Hold
 
 /**
  * The protocol of SPEC §5 on a socket that passed the connection gate. The
@@ -41,8 +37,7 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
         if (since !== undefined && socket.rooms.has(joined)) return ack?.({ ok: true, recovered: true, missed: 0 })
         if (since !== undefined && !cancelled && socket.connected) {
           // SPEC §12: the missed messages, then the ack that counts them.
-          const hold = app.history.keeps(socket.nsp.name) ? holdRoom(socket, joined) : undefined
-          joinSince(app, socket, hold, joined, since).then(
+          joinSince(app, socket, holdRoom, joined, since).then(
             (recovered) => { guarded(app, socket, 'join', ack, () => { ack?.({ ok: true, ...recovered }) }) },
             (err: unknown) => { answerFault(app, socket, 'join', ack, err) })
           return
@@ -74,27 +69,21 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
 
   socket.on('history', (payload: HistoryPayload, ack: Ack | undefined) => {
     const namespace = socket.nsp.name
-    if (!app.history.keeps(namespace)) return guarded(app, socket, 'history', ack, () => { ack?.({ ok: true, messages: [] }) })
     const limit = Math.min(payload.limit ?? app.history.size, app.history.size)
-    Promise.resolve(app.history.recent(namespace, tenantRoom(socket.data.principal.tenant, payload.room), limit)).then(
-      (kept) => { guarded(app, socket, 'history', ack, () => { ack?.({ ok: true, messages: kept.map(({ event, message }) => ({ event, ...message })) }) }) },
-      (err: unknown) => {
-        app.log.warn({ err, namespace }, 'history unavailable')
-        guarded(app, socket, 'history', ack, () => { answerRefusal(socket, 'history', ack, packetRefusal(gatewayError('UNAVAILABLE', 'The room\'s history is unavailable'))) })
-      })
+    answerRead(app, socket, 'history', ack, async () => {
+      // A namespace without history keeps no message: none to give.
+      if (!app.history.keeps(namespace)) return { messages: [] }
+      const kept = await app.history.recent(namespace, tenantRoom(socket.data.principal.tenant, payload.room), limit)
+      return { messages: kept.map(({ event, message }) => ({ event, ...message })) }
+    })
   })
 
   socket.on('presence', (payload: RoomPayload, ack: Ack | undefined) => {
     const namespace = socket.nsp.name
-    if (!app.presence.tracks(namespace)) {
-      return guarded(app, socket, 'presence', ack, () => { answerRefusal(socket, 'presence', ack, packetRefusal(gatewayError('VALIDATION_FAILED', `${namespace} keeps no presence (PRESENCE_NAMESPACES)`))) })
-    }
-    app.presence.members(namespace, tenantRoom(socket.data.principal.tenant, payload.room)).then(
-      (snapshot) => { guarded(app, socket, 'presence', ack, () => { ack?.({ ok: true, ...snapshot }) }) },
-      (err: unknown) => {
-        app.log.warn({ err, namespace }, 'presence unavailable')
-        guarded(app, socket, 'presence', ack, () => { answerRefusal(socket, 'presence', ack, packetRefusal(gatewayError('UNAVAILABLE', 'Presence is unavailable'))) })
-      })
+    answerRead(app, socket, 'presence', ack, async () => {
+      if (!app.presence.tracks(namespace)) throw gatewayError('VALIDATION_FAILED', `${namespace} keeps no presence (PRESENCE_NAMESPACES)`)
+      return { ...await app.presence.members(namespace, tenantRoom(socket.data.principal.tenant, payload.room)) }
+    })
   })
 
   socket.on('disconnecting', (reason: string) => {
@@ -110,6 +99,20 @@ export function attachProtocol (app: FastifyInstance, socket: GatewaySocket, exp
   })
 
   socket.on('disconnect', () => { expiry.forget(socket) })
+}
+
+/**
+ * Answers a read of shared state (`history`, `presence`): `{ ok: true, ...fields }`,
+ * the refusal it threw, or UNAVAILABLE when its store failed (logged).
+ */
+function answerRead (app: FastifyInstance, socket: GatewaySocket, event: 'history' | 'presence', ack: Ack | undefined, read: () => Promise<Record<string, unknown>>): void {
+  read().then(
+    (fields) => { guarded(app, socket, event, ack, () => { ack?.({ ok: true, ...fields }) }) },
+    (err: unknown) => {
+      if (!isGatewayError(err)) app.log.warn({ err, namespace: socket.nsp.name }, `${event} unavailable`)
+      const refusal = isGatewayError(err) ? err : gatewayError('UNAVAILABLE', `The gateway could not read the room's ${event}`)
+      guarded(app, socket, event, ack, () => { answerRefusal(socket, event, ack, packetRefusal(refusal)) })
+    })
 }
 
 /** Swaps the token of a live connection: same key and subject, checked like a new connection. */

@@ -4,6 +4,9 @@ import type { Recovery } from '../history/types.js'
 import type { Hold } from './broadcast-hold.js'
 import type { GatewaySocket } from './types.js'
 
+/** Holds the broadcasts of a room back from a socket while it is replayed the room's history. */
+export type HoldRoom = (socket: GatewaySocket, room: string) => Hold
+
 /** What a `join` with `since` adds to its ack (SPEC §12). */
 export interface Recovered { recovered: boolean, missed: number }
 
@@ -14,12 +17,14 @@ export interface Recovered { recovered: boolean, missed: number }
  * the replay is out (see broadcast-hold.ts). A history that cannot be read
  * leaves the socket joined and says `recovered: false`.
  */
-export async function joinSince (app: FastifyInstance, socket: GatewaySocket, hold: Hold | undefined, room: string, since: string): Promise<Recovered> {
+export async function joinSince (app: FastifyInstance, socket: GatewaySocket, holdRoom: HoldRoom, room: string, since: string): Promise<Recovered> {
   const namespace = socket.nsp.name
-  if (!app.history.keeps(namespace) || hold === undefined) {
+  if (!app.history.keeps(namespace)) {
+    // Nothing is kept here: the client cannot know what it missed.
     if (!socket.rooms.has(room)) void socket.join(room)
     return { recovered: false, missed: 0 }
   }
+  const hold = holdRoom(socket, room)
   let recovery: Recovery = { recovered: false, messages: [] }
   let last: [number, number] | undefined
   try {

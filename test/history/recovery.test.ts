@@ -48,6 +48,18 @@ for (const embedded of realServers ? [false, true] : [true]) {
     t.match((await ack(alice, 'history', { room: 'lobby' })).messages.length, 5)
   })
 
+  t.test(`a message is kept HISTORY_TTL_SECONDS, then neither listed nor replayed (${where})`, async (t) => {
+    const app = await buildApp(t, { ...LIMITS, HISTORY_TTL_SECONDS: '1' }, { embedded })
+    const url = await listen(app)
+    const { apiKey } = await keyWithPolicy(app, RULES)
+    const alice = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'alice'))
+    const id = (await ack(alice, 'message', { room: 'lobby', data: 'soon gone' })).id
+    t.equal((await ack(alice, 'history', { room: 'lobby' })).messages.length, 1, 'kept at first')
+    await eventually(async () => (await ack(alice, 'history', { room: 'lobby' })).messages.length === 0, 10_000, 'the message to expire')
+    const bob = await connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'bob'))
+    t.match(await ack(bob, 'join', { room: 'lobby', since: id }), { ok: true, recovered: false, missed: 0 }, 'past the TTL a since is a gap')
+  })
+
   t.test(`join with since replays what was missed, then live, none twice (${where})`, async (t) => {
     const app = await buildApp(t, { ...LIMITS, HISTORY_SIZE: '20' }, { embedded })
     const url = await listen(app)

@@ -1,6 +1,6 @@
 // The chat demo (SPEC §13): the SDK's browser bundle, a key with token:delegate pasted by the user (a demo
 // only: a real app keeps its key on its backend and hands the browser tokens, see README "Client SDK").
-import { createClient, GatewayError, type Client, type Namespace, type RelayedMessage } from '../../src/sdk/index.js'
+import { createClient, GatewayError, type Client, type ErrorCode, type Namespace, type RelayedMessage } from '../../src/sdk/index.js'
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T
 
@@ -62,7 +62,7 @@ async function join (key: string, name: string): Promise<void> {
     getToken: async () => {
       const res = await fetch('/auth/token', { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: JSON.stringify({ sub: name }) })
       const body = await res.json() as { accessToken?: string, expiresIn?: number, code?: string, message?: string }
-      if (!res.ok || body.accessToken === undefined) throw new GatewayError((body.code ?? 'UNAVAILABLE') as never, body.message ?? `token request failed (${res.status})`)
+      if (!res.ok || body.accessToken === undefined) throw new GatewayError((body.code ?? 'UNAVAILABLE') as ErrorCode, body.message ?? `token request failed (${res.status})`)
       return { accessToken: body.accessToken, expiresIn: body.expiresIn ?? 900 }
     }
   })
