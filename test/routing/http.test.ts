@@ -3,7 +3,7 @@ import { Webhook } from 'standardwebhooks'
 import type { FastifyInstance } from 'fastify'
 import type { Socket as ClientSocket } from 'socket.io-client'
 import { buildApp, listen, sleep } from '../helper.js'
-import { ack, connectAs, eventually, eventsWithin, keyWithPolicy, nextEvent, ROOMY_LIMITS, socketAudit, tokenFor } from '../support/sockets.js'
+import { ack, connectAs, eventually, eventsWithin, joinAnnounced, keyWithPolicy, nextEvent, ROOMY_LIMITS, socketAudit, tokenFor } from '../support/sockets.js'
 import { answerJson, createRoute, httpBackend, type HttpAnswer } from '../support/backends.js'
 
 type Tap = Parameters<typeof buildApp>[0]
@@ -24,7 +24,7 @@ async function gateway (t: Tap, env: Record<string, string> = {}): Promise<Setup
     connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'alice')),
     connectAs(t, url, '/chat', await tokenFor(app, key.apiKey, 'bob'))
   ])
-  for (const socket of [alice, bob]) await ack(socket, 'join', { room: 'lobby' })
+  for (const socket of [alice, bob]) await joinAnnounced(socket, 'lobby')
   return { app, url, apiKey: key.apiKey, keyId: key.id, alice, bob }
 }
 

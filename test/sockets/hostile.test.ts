@@ -2,7 +2,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { Socket } from 'socket.io-client'
 import { adminHeaders, buildApp, connect, connected, listen } from '../helper.js'
-import { ack, connectAs, eventsWithin, keyWithPolicy, nextEvent, tokenFor, WAIT_MS } from '../support/sockets.js'
+import { ack, connectAs, eventsWithin, joinAnnounced, keyWithPolicy, nextEvent, tokenFor, WAIT_MS } from '../support/sockets.js'
 
 const everything = [{ effect: 'allow', namespace: '*', actions: ['connect', 'subscribe', 'publish'] }]
 
@@ -47,7 +47,7 @@ async function lobby (t: Tap, env: Record<string, string> = {}): Promise<Room> {
     connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'mallory')),
     connectAs(t, url, '/chat', await tokenFor(app, apiKey, 'bob'))
   ])
-  await ack(member, 'join', { room: 'lobby' })
+  await joinAnnounced(member, 'lobby')
   return { app, url, apiKey, sender, member }
 }
 type Tap = Parameters<typeof buildApp>[0]

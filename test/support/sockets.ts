@@ -149,3 +149,15 @@ export async function revokeKey (app: FastifyInstance, id: string): Promise<{ re
 export async function ack (socket: ClientSocket, event: string, ...args: unknown[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any -- an ack is { ok, ... } or { error }, read as sent
   return await socket.timeout(WAIT_MS).emitWithAck(event, ...args)
 }
+
+/**
+ * Joins `room` in a namespace with presence and waits for the socket's own
+ * `presence:join`: it is sent after the ack, so a test listening for silence
+ * right after a join would otherwise hear it.
+ */
+export async function joinAnnounced (socket: ClientSocket, room: string): Promise<void> {
+  const announced = nextEvent<{ room: string }>(socket, 'presence:join')
+  const answer = await ack(socket, 'join', { room })
+  if (answer.ok !== true) throw new Error(`join ${room} refused: ${JSON.stringify(answer)}`)
+  await announced
+}
