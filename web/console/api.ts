@@ -51,3 +51,28 @@ export function button (text: string, className: string, onClick: () => void): H
   b.addEventListener('click', onClick)
   return b
 }
+
+/** The text of a JSON editor, parsed; a parse error is shown in `errors` and gives undefined. */
+export function parseJson (text: string, what: string, errors: HTMLElement): unknown {
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    refusal(new Error(`${what} is not JSON: ${(err as Error).message}`), errors)
+    return undefined
+  }
+}
+
+/**
+ * A secret shown once, in box `#<id>` (its text in `#<id>-value`, a copy button `#<id>-copy`): it lives in
+ * this page's DOM only, never stored, so a reload loses it.
+ */
+export function revealSecret (id: string, secret: string): void {
+  $(`${id}-value`).textContent = secret
+  $(id).classList.remove('hidden')
+}
+
+export function setUpSecretBox (id: string): void {
+  $(`${id}-copy`).addEventListener('click', () => {
+    void navigator.clipboard?.writeText($(`${id}-value`).textContent ?? '')
+  })
+}

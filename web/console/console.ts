@@ -5,7 +5,7 @@ import { loadAttempts } from './attempts.js'
 import { loadKeys, setUpKeys } from './keys.js'
 import { loadPolicies, setUpPolicies } from './policies.js'
 import { setUpPresence } from './presence.js'
-import { loadRoutes } from './routes.js'
+import { loadRoutes, setUpRoutes } from './routes.js'
 import { loadConnections, stopAlerts, watchAlerts } from './live.js'
 
 const PAGES: Record<string, () => Promise<void>> = {
@@ -66,5 +66,6 @@ window.addEventListener('hashchange', () => {
 })
 setUpKeys()
 setUpPolicies()
+setUpRoutes()
 setUpPresence()
 void start()

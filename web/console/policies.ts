@@ -1,5 +1,5 @@
 // Policies: rules edited as JSON; the gateway's validation errors are shown beside the editor, "in use" on delete.
-import { $, api, button, cell, refusal } from './api.js'
+import { $, api, button, cell, parseJson, refusal } from './api.js'
 
 interface PolicyView { id: string, name: string, rules: unknown[], createdAt: string }
 
@@ -34,12 +34,8 @@ export function setUpPolicies (): void {
     event.preventDefault()
     const errors = $('policy-errors')
     errors.replaceChildren()
-    let rules: unknown
-    try {
-      rules = JSON.parse(($('policy-rules') as HTMLTextAreaElement).value)
-    } catch (err) {
-      return refusal(new Error(`The rules are not JSON: ${(err as Error).message}`), errors)
-    }
+    const rules = parseJson(($('policy-rules') as HTMLTextAreaElement).value, 'The rules', errors)
+    if (rules === undefined) return
     const body = { name: ($('policy-name') as HTMLInputElement).value, rules }
     const saved = editing === undefined ? api('POST', '/v1/policies', body) : api('PUT', `/v1/policies/${editing}`, body)
     saved.then(async () => { edit(undefined); await loadPolicies() }, (err: unknown) => { refusal(err, errors) })
